@@ -1,0 +1,19 @@
+"""Arguments every stage shares: where the data is and where outputs go."""
+from __future__ import annotations
+
+import argparse
+
+from . import paths
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--input", default=None,
+                   help=f"Kaggle data folder (default: ${paths.INPUT_ENV} or input/)")
+    p.add_argument("--workdir", default=None,
+                   help=f"where folds/, experiments/, submissions/ go (default: ${paths.WORKDIR_ENV} or the repo)")
+    return p
+
+
+def layouts(args: argparse.Namespace) -> tuple[paths.InputLayout, paths.WorkLayout]:
+    return paths.InputLayout(paths.input_dir(args.input)), paths.WorkLayout(paths.work_dir(args.workdir))

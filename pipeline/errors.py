@@ -1,0 +1,18 @@
+"""The one error type for expected failures, and the wrapper that turns it into a one-line exit."""
+import sys
+
+
+class PipelineError(Exception):
+    """Bad input or a failed check the user can fix; printed as one line, never as a traceback."""
+
+
+def run_stage(main, argv=None) -> None:
+    """Run a stage's `main(argv)`; an expected failure prints `error: ...` and exits with status 2."""
+    try:
+        main(argv)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,47 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.folds import coverage_classes, main, make_folds, read_folds
+from pipeline.paths import WorkLayout
+
+
+def fake_coverage(n=500, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(n) < 0.4, 0.0, rng.random(n))
+
+
+def test_coverage_classes():
+    assert coverage_classes([0.0, 0.01, 0.5, 1.0]).tolist() == [0, 1, 6, 10]
+
+
+def test_folds_are_deterministic_and_ignore_input_order():
+    ids = [f"id{n:04d}" for n in range(500)]
+    cov = fake_coverage()
+    a = make_folds(ids, cov, 5, seed=7)
+    b = make_folds(ids[::-1], cov[::-1], 5, seed=7)
+    pd.testing.assert_frame_equal(a, b)
+    assert not make_folds(ids, cov, 5, seed=8)["fold"].equals(a["fold"])
+
+
+def test_folds_are_balanced():
+    frame = make_folds([f"id{n}" for n in range(503)], fake_coverage(503), 5)
+    sizes = frame.groupby("fold").size()
+    assert sizes.max() - sizes.min() <= 1
+    empty = frame.groupby("fold")["coverage"].apply(lambda c: (c == 0).mean())
+    assert empty.max() - empty.min() <= 0.02
+    assert set(frame["fold"]) == set(range(5))
+
+
+def test_stage_writes_once_and_refuses_other_data(demo_input, own_demo, tmp_path, capsys):
+    work = tmp_path / "work"
+    main(["--input", str(demo_input), "--workdir", str(work)])
+    first = (work / "folds" / "folds.csv").read_text()
+    main(["--input", str(demo_input), "--workdir", str(work), "--seed", "9"])
+    assert (work / "folds" / "folds.csv").read_text() == first  # not overwritten without --force
+    assert "reusing" in capsys.readouterr().out
+    with pytest.raises(PipelineError, match="--force"):
+        main(["--input", str(own_demo), "--workdir", str(work)])
+    main(["--input", str(own_demo), "--workdir", str(work), "--force"])
+    assert len(read_folds(WorkLayout(work), pd.read_csv(own_demo / "train.csv", dtype=str)["id"])) == 30
