@@ -1,0 +1,78 @@
+"""Segmentation losses by name. Each takes logits and a 0/1 target of shape (N, 1, H, W)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .errors import PipelineError
+
+
+def bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice over the batch: 1 - (2|P∩T| + s) / (|P| + |T| + s)."""
+    probs = torch.sigmoid(logits)
+    inter = (probs * target).sum()
+    return 1 - (2 * inter + smooth) / (probs.sum() + target.sum() + smooth)
+
+
+def lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovasz extension of the Jaccard loss w.r.t. sorted errors (Berman et al. 2018)."""
+    gts = gt_sorted.sum()
+    intersection = gts - gt_sorted.cumsum(0)
+    union = gts + (1 - gt_sorted).cumsum(0)
+    jaccard = 1 - intersection / union
+    if len(gt_sorted) > 1:
+        jaccard[1:] = jaccard[1:] - jaccard[:-1]
+    return jaccard
+
+
+def lovasz_hinge_flat(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    signs = 2 * labels - 1
+    errors = 1 - logits * signs
+    errors_sorted, perm = torch.sort(errors, descending=True)
+    return torch.dot(F.relu(errors_sorted), lovasz_grad(labels[perm]))
+
+
+def lovasz(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image Lovasz hinge, averaged over the batch."""
+    flat_logits = logits.float().flatten(1)
+    flat_target = target.float().flatten(1)
+    return torch.stack([lovasz_hinge_flat(lg, t) for lg, t in zip(flat_logits, flat_target)]).mean()
+
+
+def lovasz_symmetric(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean of the Lovasz hinge on the logits and on the negated logits with inverted targets."""
+    return (lovasz(logits, target) + lovasz(-logits, 1 - target)) / 2
+
+
+def focal(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    logp = -F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (-((1 - logp.exp()) ** gamma) * logp).mean()
+
+
+LOSSES = {"bce": bce, "dice": dice, "lovasz": lovasz, "lovasz_symmetric": lovasz_symmetric, "focal": focal}
+
+
+def make_loss(terms: dict):
+    """A weighted sum of registered losses, e.g. {"bce": 1, "dice": 1}."""
+    if not terms:
+        raise PipelineError(f"a loss needs at least one term; valid: {', '.join(LOSSES)}")
+    unknown = [name for name in terms if name not in LOSSES]
+    if unknown:
+        raise PipelineError(f"unknown loss '{unknown[0]}'; valid: {', '.join(LOSSES)}")
+    parts = [(LOSSES[name], float(weight)) for name, weight in terms.items()]
+
+    def loss(logits, target):
+        return sum(weight * fn(logits, target) for fn, weight in parts)
+
+    loss.name = "+".join(f"{w:g}*{n}" for n, w in terms.items())
+    return loss
+
+
+def empty_head_loss(head_logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE of the image-level head against "this mask has salt"."""
+    has_salt = (target.flatten(1).amax(1) > 0).float()
+    return F.binary_cross_entropy_with_logits(head_logit.flatten().float(), has_salt)

@@ -1,0 +1,98 @@
+"""Models by name: any smp architecture and encoder, wrapped to return (mask logits, head logit)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .errors import PipelineError
+
+ARCHS = {"Unet": smp.Unet, "UnetPlusPlus": smp.UnetPlusPlus, "FPN": smp.FPN, "Linknet": smp.Linknet,
+         "MAnet": smp.MAnet, "PAN": smp.PAN, "DeepLabV3Plus": smp.DeepLabV3Plus}
+ATTENTION = {"none": None, "scse": "scse"}
+
+
+class SaltNet(nn.Module):
+    """An smp model; optionally its mask comes from a hypercolumn of all decoder levels."""
+
+    def __init__(self, net: nn.Module, hypercolumn: bool):
+        super().__init__()
+        self.net = net
+        self.hypercolumn = hypercolumn
+        if hypercolumn:
+            channels = [block.conv2[0].out_channels for block in net.decoder.blocks]
+            self.fuse = nn.Sequential(nn.Conv2d(sum(channels), 64, 3, padding=1), nn.ReLU(inplace=True),
+                                      nn.Conv2d(64, 1, 1))
+            self._levels: list[torch.Tensor] = []
+            for block in net.decoder.blocks:
+                block.register_forward_hook(lambda _m, _i, out: self._levels.append(out))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self._levels = []
+        out = self.net(x)
+        masks, head = out if isinstance(out, tuple) else (out, None)
+        if self.hypercolumn:
+            size = x.shape[-2:]
+            stack = [F.interpolate(level, size=size, mode="bilinear", align_corners=False) for level in self._levels]
+            masks = self.fuse(torch.cat(stack, dim=1))
+            self._levels = []
+        return masks, head
+
+
+def in_channels(config: dict) -> int:
+    return len(config["data"]["channels"])
+
+
+def build_model(config: dict) -> SaltNet:
+    m = config["model"]
+    if m["arch"] not in ARCHS:
+        raise PipelineError(f"unknown model.arch '{m['arch']}'; valid: {', '.join(ARCHS)}")
+    encoders = smp.encoders.get_encoder_names()
+    if m["encoder"] not in encoders:
+        raise PipelineError(f"unknown model.encoder '{m['encoder']}'; valid: {', '.join(encoders)}")
+    if m["attention"] not in ATTENTION:
+        raise PipelineError(f"unknown model.attention '{m['attention']}'; valid: {', '.join(ATTENTION)}")
+    if m["hypercolumn"] and m["arch"] not in ("Unet", "UnetPlusPlus"):
+        raise PipelineError("model.hypercolumn needs model.arch Unet or UnetPlusPlus")
+    kwargs = dict(encoder_name=m["encoder"], classes=1, encoder_weights=None, in_channels=3)
+    if m["arch"] in ("Unet", "UnetPlusPlus", "MAnet"):
+        kwargs["decoder_channels"] = list(m["decoder_channels"])
+    if m["attention"] != "none":
+        if m["arch"] not in ("Unet", "UnetPlusPlus"):
+            raise PipelineError("model.attention scse needs model.arch Unet or UnetPlusPlus")
+        if min(m["decoder_channels"]) < 16:
+            raise PipelineError("model.attention scse needs model.decoder_channels of at least 16 each")
+        kwargs["decoder_attention_type"] = ATTENTION[m["attention"]]
+    if m["empty_head"]:
+        kwargs["aux_params"] = {"classes": 1, "dropout": 0.2}
+    net = ARCHS[m["arch"]](**kwargs)
+    load_encoder_weights(net, m["encoder"], m["encoder_weights"])
+    net.encoder.set_in_channels(in_channels(config), pretrained=m["encoder_weights"] != "none")
+    return SaltNet(net, bool(m["hypercolumn"]))
+
+
+def load_encoder_weights(net: nn.Module, encoder: str, weights: str) -> None:
+    """none: random init; imagenet: smp's download (needs internet); else a local state-dict file."""
+    if weights in (None, "none"):
+        return
+    if weights == "imagenet":
+        try:
+            reference = smp.Unet(encoder_name=encoder, encoder_weights="imagenet")
+        except Exception as err:  # offline kernels fail deep inside the download
+            raise PipelineError(f"could not download imagenet weights for {encoder} ({type(err).__name__}); "
+                                "offline, attach the weights file as a dataset and set "
+                                "model.encoder_weights=/path/to/file.pth") from None
+        state = reference.encoder.state_dict()
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise PipelineError(f"model.encoder_weights file {path} does not exist; use none, imagenet or a path")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    result = net.encoder.load_state_dict(state, strict=False)
+    if len(result.missing_keys) > len(net.encoder.state_dict()) // 2:
+        raise PipelineError(f"encoder weights {weights} do not fit encoder {encoder} "
+                            f"({len(result.missing_keys)} tensors missing)")

@@ -1,0 +1,348 @@
+"""Stage: train one fold (or all) of an experiment.
+
+    python -m pipeline.train --config pipeline/configs/default.yaml --fold 0 [--input DIR] [key=value ...]
+    python -m pipeline.train --config ... --fold all [--resume] [--force]
+
+Outputs, per fold, in experiments/<name>/fold_K/: last.pt and best.pt (by validation mAP),
+snapshot_C.pt at the end of each cosine cycle, log.csv (one row per epoch), curves.png and done.json;
+the resolved config goes to experiments/<name>/config.yaml.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from . import cli, plots
+from .augment import build_augment
+from .config import load_config, save_config
+from .data import load_train
+from .dataset import SaltDataset, check_channels, is_blank, seed_worker
+from .errors import PipelineError, run_stage
+from .folds import read_folds
+from .geometry import check_mode, from_canvas
+from .losses import empty_head_loss, make_loss
+from .metric import threshold_grid_scores
+from .models import build_model
+from .paths import ExperimentLayout, InputLayout, WorkLayout
+from .schedule import lr_factor
+from .store import atomic_path, to_levels, write_json
+
+VAL_THRESHOLDS = np.round(np.linspace(0.3, 0.7, 9), 3)
+LOG_COLUMNS = ["epoch", "loss_name", "train_loss", "val_loss", "lr", "score_05", "score_best",
+               "best_threshold", "seconds"]
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(config: dict, device: torch.device):
+    amp = config["train"]["amp"]
+    if device.type != "cuda" or amp == "none":
+        return torch.autocast(device.type, enabled=False)
+    if amp not in ("bf16", "fp16"):
+        raise PipelineError(f"unknown train.amp '{amp}'; valid: bf16, fp16, none")
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def make_optimizer(config: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = config["train"]
+    params = model.parameters()
+    if t["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=t["lr"], weight_decay=t["weight_decay"])
+    if t["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
+    if t["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"],
+                               nesterov=True)
+    raise PipelineError(f"unknown train.optimizer '{t['optimizer']}'; valid: adam, adamw, sgd")
+
+
+def check_config(config: dict) -> None:
+    """Fail on a bad name before any data is loaded or time is spent."""
+    check_mode(config["data"]["input_mode"])
+    check_channels(config["data"]["channels"])
+    build_augment(config["augment"])
+    make_loss(config["train"]["loss"])
+    make_loss(config["train"]["loss_after"])
+    make_optimizer(config, torch.nn.Linear(1, 1))
+    if config["train"]["epochs"] < 1 or config["train"]["cycles"] < 1:
+        raise PipelineError("train.epochs and train.cycles must be at least 1")
+
+
+def loss_for_epoch(config: dict, epoch: int):
+    t = config["train"]
+    after = t["switch_epoch"] is not None and epoch >= t["switch_epoch"]
+    return make_loss(t["loss_after"] if after else t["loss"])
+
+
+def rng_state(loader_gen: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+             "loader": loader_gen.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, loader_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    loader_gen.set_state(state["loader"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path, **state) -> None:
+    """Written to a temporary file and renamed, so an interrupted save never corrupts a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class FoldTrainer:
+    """Everything one fold's training holds; `run()` trains from the start or the last checkpoint."""
+
+    def __init__(self, config: dict, layout: InputLayout, work: WorkLayout, fold: int, device: torch.device):
+        self.config, self.fold, self.device = config, fold, device
+        self.exp: ExperimentLayout = work.experiment(config["name"])
+        t = config["train"]
+        seed_everything(t["seed"] + fold)
+        train = load_train(layout, work)
+        split = read_folds(work, train.ids)["fold"].to_numpy()
+        if fold not in set(split):
+            raise PipelineError(f"fold {fold} is not in {work.folds_csv} (folds: {sorted(set(split))})")
+        fit = split != fold
+        if config["data"]["drop_blank"]:
+            fit &= ~is_blank(train.images)
+        val = split == fold
+        self.train_set = SaltDataset(train.images[fit], train.depths[fit], config, train.masks[fit],
+                                     build_augment(config["augment"]))
+        self.val_set = SaltDataset(train.images[val], train.depths[val], config, train.masks[val])
+        self.val_masks = train.masks[val]
+        self.loader_gen = torch.Generator().manual_seed(t["seed"] + fold)
+        workers = t["num_workers"]
+        self.train_loader = DataLoader(self.train_set, batch_size=t["batch_size"], shuffle=True, drop_last=True,
+                                       num_workers=workers, generator=self.loader_gen, worker_init_fn=seed_worker,
+                                       pin_memory=device.type == "cuda", persistent_workers=False)
+        self.val_loader = DataLoader(self.val_set, batch_size=t["batch_size"] * 2, num_workers=workers,
+                                     pin_memory=device.type == "cuda")
+        if len(self.train_loader) == 0:
+            raise PipelineError(f"train.batch_size {t['batch_size']} exceeds the {fit.sum()} training images")
+        self.model = build_model(config).to(device)
+        if t["channels_last"] and device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(config, self.model)
+        steps = len(self.train_loader)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step / steps, t))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and t["amp"] == "fp16")
+        self.start_epoch, self.best_score, self.log = 0, -1.0, pd.DataFrame(columns=LOG_COLUMNS)
+
+    def resume(self) -> None:
+        state = torch.load(self.exp.last_checkpoint(self.fold), map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"], self.loader_gen)
+        self.start_epoch, self.best_score = state["epoch"] + 1, state["best_score"]
+        if self.exp.log_csv(self.fold).exists():
+            log = pd.read_csv(self.exp.log_csv(self.fold))
+            self.log = log[log["epoch"] < self.start_epoch]
+        print(f"fold {self.fold}: resuming after epoch {state['epoch']} (best mAP {self.best_score:.4f})")
+
+    def train_epoch(self, epoch: int, loss_fn) -> float:
+        self.model.train()
+        self.train_set.epoch_seed = self.config["train"]["seed"] * 10007 + self.fold * 101 + epoch
+        self.train_set.reseed(self.train_set.epoch_seed)
+        t = self.config["train"]
+        total = torch.zeros((), device=self.device)
+        bar = tqdm(self.train_loader, desc=f"fold {self.fold} epoch {epoch + 1}/{t['epochs']}", leave=False)
+        for step, (x, y) in enumerate(bar):
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            if t["channels_last"] and self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.config, self.device):
+                logits, head = self.model(x)
+                logits = from_canvas(logits.float(), self.config["data"]["input_mode"])
+                loss = loss_fn(logits, y)
+                if head is not None:
+                    loss = loss + t["empty_head_weight"] * empty_head_loss(head, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if t["grad_clip"] > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t["grad_clip"])
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            total += loss.detach()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{total.item() / (step + 1):.4f}")
+        return total.item() / len(self.train_loader)
+
+    @torch.no_grad()
+    def validate(self, loss_fn) -> tuple[float, np.ndarray]:
+        """Validation loss and probabilities (N, 101, 101), no TTA."""
+        self.model.eval()
+        losses, probs = [], []
+        for x, y in self.val_loader:
+            x, y = x.to(self.device), y.to(self.device)
+            with autocast(self.config, self.device):
+                logits, _ = self.model(x)
+            logits = from_canvas(logits.float(), self.config["data"]["input_mode"])
+            losses.append(loss_fn(logits, y).item() * len(x))
+            probs.append(torch.sigmoid(logits)[:, 0].cpu().numpy())
+        return sum(losses) / len(self.val_set), np.concatenate(probs)
+
+    def checkpoint_state(self, epoch: int) -> dict:
+        return dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+                    scheduler=self.scheduler.state_dict(), scaler=self.scaler.state_dict(),
+                    rng=rng_state(self.loader_gen), epoch=epoch, best_score=self.best_score, config=self.config)
+
+    def end_of_cycle(self, epoch: int) -> int | None:
+        t = self.config["train"]
+        cycle_len = t["epochs"] / t["cycles"]
+        cycle = int(round((epoch + 1) / cycle_len))
+        return cycle - 1 if abs((epoch + 1) - cycle * cycle_len) < 0.5 and t["cycles"] > 1 else None
+
+    def run(self) -> float:
+        t = self.config["train"]
+        for epoch in range(self.start_epoch, t["epochs"]):
+            started = time.time()
+            loss_fn = loss_for_epoch(self.config, epoch)
+            train_loss = self.train_epoch(epoch, loss_fn)
+            if not np.isfinite(train_loss):
+                raise PipelineError(
+                    f"fold {self.fold} epoch {epoch + 1}: the training loss became {train_loss}; the last good "
+                    f"checkpoint is kept at {self.exp.last_checkpoint(self.fold)}. Lower train.lr, set "
+                    "train.grad_clip=1.0 or use train.amp=bf16, then rerun with --resume")
+            row = {"epoch": epoch, "loss_name": loss_fn.name, "train_loss": train_loss, "val_loss": np.nan,
+                   "lr": self.optimizer.param_groups[0]["lr"], "score_05": np.nan, "score_best": np.nan,
+                   "best_threshold": np.nan}
+            if (epoch + 1) % t["val_every"] == 0 or epoch + 1 == t["epochs"]:
+                val_loss, probs = self.validate(loss_fn)
+                scores = threshold_grid_scores(to_levels(probs), self.val_masks, VAL_THRESHOLDS)
+                best = int(np.argmax(scores))
+                row.update(val_loss=val_loss, score_05=float(scores[list(VAL_THRESHOLDS).index(0.5)]),
+                           score_best=float(scores[best]), best_threshold=float(VAL_THRESHOLDS[best]))
+                if scores[best] > self.best_score:
+                    self.best_score = float(scores[best])
+                    save_checkpoint(self.exp.best_checkpoint(self.fold), model=self.model.state_dict(),
+                                    epoch=epoch, score=self.best_score, config=self.config)
+            row["seconds"] = round(time.time() - started, 2)
+            self.log = pd.concat([self.log.astype(object), pd.DataFrame([row]).astype(object)], ignore_index=True)
+            self.write_log()
+            cycle = self.end_of_cycle(epoch)
+            if cycle is not None:
+                save_checkpoint(self.exp.snapshot(self.fold, cycle), model=self.model.state_dict(), epoch=epoch,
+                                config=self.config)
+            save_checkpoint(self.exp.last_checkpoint(self.fold), **self.checkpoint_state(epoch))
+            print(f"fold {self.fold} epoch {epoch + 1}/{t['epochs']}: loss {train_loss:.4f} "
+                  f"val_loss {row['val_loss']:.4f} mAP@0.5 {row['score_05']:.4f} best {row['score_best']:.4f} "
+                  f"({row['seconds']:.0f}s)", flush=True)
+        plots.training_curves(self.log, self.exp.curves_png(self.fold), f"{self.config['name']} fold {self.fold}")
+        write_json(self.exp.done_marker(self.fold), {"best_score": self.best_score, "epochs": t["epochs"]})
+        return self.best_score
+
+    def write_log(self) -> None:
+        with atomic_path(self.exp.log_csv(self.fold)) as tmp:
+            self.log.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def train_fold(config: dict, layout: InputLayout, work: WorkLayout, fold: int, resume: bool = False,
+               force: bool = False) -> float | None:
+    """Train one fold; returns its best validation mAP, or None when it was already trained."""
+    exp = work.experiment(config["name"])
+    if force:
+        shutil.rmtree(exp.fold_dir(fold), ignore_errors=True)
+    if exp.done_marker(fold).exists():
+        print(f"fold {fold}: already trained ({exp.done_marker(fold)}); pass --force to retrain")
+        return None
+    if exp.last_checkpoint(fold).exists() and not resume:
+        raise PipelineError(f"fold {fold} has a checkpoint from an earlier run ({exp.last_checkpoint(fold)}); "
+                            "pass --resume to continue it or --force to start over")
+    save_config(exp.config_yaml, config)
+    device = pick_device()
+    trainer = FoldTrainer(config, layout, work, fold, device)
+    if resume and exp.last_checkpoint(fold).exists():
+        trainer.resume()
+    try:
+        return trainer.run()
+    except torch.cuda.OutOfMemoryError:
+        raise PipelineError(f"CUDA ran out of memory at train.batch_size={config['train']['batch_size']}; "
+                            "lower it (e.g. train.batch_size=16) and rerun with --resume") from None
+
+
+def fold_list(text: str, work: WorkLayout) -> list[int]:
+    if text == "all":
+        if not work.folds_csv.exists():
+            raise PipelineError(f"{work.folds_csv} is missing; run `python -m pipeline.folds` first")
+        return sorted(pd.read_csv(work.folds_csv)["fold"].unique().tolist())
+    try:
+        return [int(text)]
+    except ValueError:
+        raise PipelineError(f"--fold must be a fold number or 'all', got '{text}'") from None
+
+
+def train_parallel(argv: list[str], folds: list[int], gpus: int) -> None:
+    """One process per GPU, each taking the next untrained fold; a failure stops the rest."""
+    pending, running = list(folds), {}
+    while pending or running:
+        while pending and len(running) < gpus:
+            gpu = next(g for g in range(gpus) if g not in running)
+            fold = pending.pop(0)
+            env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu))
+            running[gpu] = (fold, subprocess.Popen([sys.executable, "-m", "pipeline.train", *argv,
+                                                    "--fold", str(fold)], env=env))
+        time.sleep(2)
+        for gpu, (fold, proc) in list(running.items()):
+            if proc.poll() is not None:
+                del running[gpu]
+                if proc.returncode:
+                    for _, other in running.values():
+                        other.terminate()
+                    raise PipelineError(f"fold {fold} failed on GPU {gpu} (exit {proc.returncode}); see its output")
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--config", required=True)
+    p.add_argument("--fold", required=True, help="a fold number, or 'all'")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted fold from last.pt")
+    p.add_argument("--force", action="store_true", help="discard a fold's outputs and train it again")
+    p.add_argument("overrides", nargs="*", help="dotted key=value pairs, e.g. train.epochs=1")
+    args = p.parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    check_config(config)
+    layout, work = cli.layouts(args)
+    folds = fold_list(args.fold, work)
+    gpus = torch.cuda.device_count()
+    if len(folds) > 1 and gpus > 1:
+        rest = [a for n, a in enumerate(argv) if a != "--fold" and (n == 0 or argv[n - 1] != "--fold")]
+        train_parallel(rest, folds, gpus)
+        return
+    for fold in folds:
+        train_fold(config, layout, work, fold, args.resume, args.force)
+
+
+if __name__ == "__main__":
+    run_stage(main)

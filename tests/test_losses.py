@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+from pipeline.errors import PipelineError
+from pipeline.losses import dice, lovasz, lovasz_symmetric, make_loss
+
+
+def as_batch(values):
+    return torch.tensor(values, dtype=torch.float32).reshape(1, 1, 1, -1)
+
+
+def test_dice_by_hand():
+    # p = 0.5 everywhere; |P∩T| = 1, |P| = 2, |T| = 2: 1 - (2 + 1) / (2 + 2 + 1) = 0.4
+    assert dice(torch.zeros(1, 1, 2, 2), as_batch([1, 0, 1, 0]).reshape(1, 1, 2, 2)).item() == pytest.approx(0.4)
+
+
+def test_lovasz_hinge_by_hand():
+    # errors 1 - s*y = [0.5, 1.5]; sorted [1.5 (bg), 0.5 (fg)]; Jaccard steps [0.5, 0.5] -> 1.0
+    assert lovasz(as_batch([0.5, 0.5]), as_batch([1, 0])).item() == pytest.approx(1.0)
+    # a confident correct prediction has no hinge error
+    assert lovasz(as_batch([2.0, -2.0]), as_batch([1, 0])).item() == pytest.approx(0.0)
+
+
+def test_symmetric_lovasz_by_hand():
+    # the flipped problem (logits [-0.5, -0.5], targets [0, 1]) costs 1.5, so the mean is 1.25
+    assert lovasz_symmetric(as_batch([0.5, 0.5]), as_batch([1, 0])).item() == pytest.approx(1.25)
+
+
+def test_lovasz_is_per_image():
+    logits = torch.cat([as_batch([0.5, 0.5]), as_batch([2.0, -2.0])])
+    target = torch.cat([as_batch([1, 0]), as_batch([1, 0])])
+    assert lovasz(logits, target).item() == pytest.approx(0.5)
+
+
+def test_weighted_sum_and_unknown_names():
+    logits, target = torch.randn(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
+    combined = make_loss({"dice": 2.0, "lovasz": 0.5})(logits, target)
+    assert combined.item() == pytest.approx(2 * dice(logits, target).item() + 0.5 * lovasz(logits, target).item(),
+                                            rel=1e-5)
+    with pytest.raises(PipelineError, match="valid: bce, dice, lovasz"):
+        make_loss({"lovaz": 1})
