@@ -1,7 +1,8 @@
 """Experiment configs: YAML on top of defaults, `key=value` overrides on top of that.
 
-An experiment is a config file; its name is the file's stem. Every key must be one the defaults
-know, so a typo is an error that lists the valid keys of its section instead of a silent no-op.
+An experiment is a config file; its name is the file's stem. A config may start from another with
+`base: other.yaml` and change only what differs. Every key must be one the defaults know, so a typo
+is an error that lists the valid keys of its section instead of a silent no-op.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ DEFAULTS: dict = {
         "input_mode": "pad128",  # pad128: reflect-pad 101->128; resize256: resize to 202, pad to 256
         "channels": ["gray"],  # gray, plus optionally depth and/or coord (row coordinate)
         "drop_blank": False,  # drop constant images from training; they are predicted empty
+        "pseudo_labels": None,  # an experiment's name: add the test images its pseudo stage labelled
     },
     "model": {
         "arch": "Unet",
@@ -52,9 +54,11 @@ DEFAULTS: dict = {
         "switch_epoch": None,  # from this epoch on, loss_after is used instead
         "loss_after": {"lovasz_symmetric": 1.0},
         "empty_head_weight": 0.1,
+        "deep_supervision": False,  # with model.empty_head: the mask loss sees only images with salt
         "amp": "bf16",  # bf16 | fp16 | none; GPU only
         "seed": 42,
         "num_workers": 2,
+        "gpu_augment": False,  # hold the train set on the device and augment batches there
         "val_every": 1,
         "channels_last": True,
     },
@@ -102,15 +106,32 @@ def parse_override(text: str) -> dict:
     return value
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
-    path = Path(path)
+def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise PipelineError(f"config {path} does not exist; shipped configs are in pipeline/configs/")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise PipelineError(f"config {path} is not valid YAML: {err}".splitlines()[0]) from None
-    config = merge(DEFAULTS, raw)
+    if not isinstance(raw, dict):
+        raise PipelineError(f"config {path} must be a mapping of sections (data, model, train, ...)")
+    return raw
+
+
+def layered(path: Path, seen: tuple = ()) -> dict:
+    """Defaults, then the chain of `base:` files (each relative to the file naming it), then this file."""
+    if path.resolve() in seen:
+        raise PipelineError(f"config {path} is its own base (through {', '.join(p.name for p in seen)})")
+    raw = read_yaml(path)
+    base = raw.pop("base", None)
+    under = DEFAULTS if base is None else layered(path.parent / base, seen + (path.resolve(),))
+    return merge(under, raw)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
+    """The resolved config of an experiment; its name is the file's stem."""
+    path = Path(path)
+    config = layered(path)
     for text in overrides:
         config = merge(config, parse_override(text))
     config["name"] = path.stem
@@ -118,4 +139,6 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> dict:
 
 
 def save_config(path: Path, config: dict) -> None:
-    write_text(path, yaml.safe_dump(config, sort_keys=False))
+    """The resolved config, loadable again with load_config (the name comes from the file stem)."""
+    resolved = {key: value for key, value in config.items() if key != "name"}
+    write_text(path, yaml.safe_dump(resolved, sort_keys=False))

@@ -18,29 +18,19 @@ def dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> tor
     return 1 - (2 * inter + smooth) / (probs.sum() + target.sum() + smooth)
 
 
-def lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
-    """Gradient of the Lovasz extension of the Jaccard loss w.r.t. sorted errors (Berman et al. 2018)."""
-    gts = gt_sorted.sum()
-    intersection = gts - gt_sorted.cumsum(0)
-    union = gts + (1 - gt_sorted).cumsum(0)
-    jaccard = 1 - intersection / union
-    if len(gt_sorted) > 1:
-        jaccard[1:] = jaccard[1:] - jaccard[:-1]
-    return jaccard
-
-
-def lovasz_hinge_flat(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    signs = 2 * labels - 1
-    errors = 1 - logits * signs
-    errors_sorted, perm = torch.sort(errors, descending=True)
-    return torch.dot(F.relu(errors_sorted), lovasz_grad(labels[perm]))
-
-
 def lovasz(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image Lovasz hinge, averaged over the batch."""
-    flat_logits = logits.float().flatten(1)
-    flat_target = target.float().flatten(1)
-    return torch.stack([lovasz_hinge_flat(lg, t) for lg, t in zip(flat_logits, flat_target)]).mean()
+    """Per-image Lovasz hinge (Berman et al. 2018), averaged over the batch.
+
+    All images are sorted and scanned at once (one batched sort and cumsum), not in a Python loop.
+    """
+    logits, labels = logits.float().flatten(1), target.float().flatten(1)
+    errors = 1 - logits * (2 * labels - 1)
+    errors_sorted, perm = torch.sort(errors, dim=1, descending=True)
+    gt_sorted = torch.gather(labels, 1, perm)
+    gts = gt_sorted.sum(1, keepdim=True)
+    jaccard = 1 - (gts - gt_sorted.cumsum(1)) / (gts + (1 - gt_sorted).cumsum(1))
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)  # Lovasz extension's gradient
+    return (F.relu(errors_sorted) * grad).sum(1).mean()
 
 
 def lovasz_symmetric(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

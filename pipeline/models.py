@@ -92,7 +92,9 @@ def load_encoder_weights(net: nn.Module, encoder: str, weights: str) -> None:
             raise PipelineError(f"model.encoder_weights file {path} does not exist; use none, imagenet or a path")
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state) if isinstance(state, dict) else state
-    result = net.encoder.load_state_dict(state, strict=False)
-    if len(result.missing_keys) > len(net.encoder.state_dict()) // 2:
+    own = net.encoder.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if len(fitting) < len(own) // 2:
         raise PipelineError(f"encoder weights {weights} do not fit encoder {encoder} "
-                            f"({len(result.missing_keys)} tensors missing)")
+                            f"(only {len(fitting)} of {len(own)} tensors match); use weights saved from that encoder")
+    net.encoder.load_state_dict(fitting, strict=False)

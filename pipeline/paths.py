@@ -120,6 +120,10 @@ class ExperimentLayout:
         return self.root / "test_probs.npz"
 
     @property
+    def pseudo_labels(self) -> Path:
+        return self.root / "pseudo_labels.npz"
+
+    @property
     def tune_json(self) -> Path:
         return self.root / "tune.json"
 

@@ -1,10 +1,13 @@
 """Stage: write the Kaggle submission CSV from stored test probabilities.
 
     python -m pipeline.submit --config pipeline/configs/default.yaml [--threshold T] [--min-area A]
+    python -m pipeline.submit --experiments a,b[,...]      # ensemble: average, tune, submit
 
 Reads experiments/<name>/test_probs.npz and the tuned decision (experiments/<name>/tune.json, when
 the tune stage has run; 0.5 otherwise); flags override it. Writes submissions/<name>.csv with
-exactly sample_submission.csv's ids, in its order.
+exactly sample_submission.csv's ids, in its order, and test_overlays.png beside the experiment.
+An ensemble averages the experiments' test and out-of-fold probabilities into experiments/a+b/,
+tunes on the averaged out-of-fold set, and writes submissions/a+b.csv.
 """
 from __future__ import annotations
 
@@ -13,12 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import cli, rle
-from .data import read_csv
+from . import cli, plots, rle
+from .config import load_config
+from .data import load_test, load_train, read_csv
+from .folds import read_folds
 from .errors import PipelineError, run_stage
 from .paths import InputLayout, WorkLayout
 from .postprocess import Decision, masks_from_probs
-from .store import Probs, atomic_path, load_probs, read_json
+from .store import Probs, atomic_path, load_probs, read_json, save_probs, to_levels, from_levels
+from .tune import run_tune
 
 
 def sample_ids(layout: InputLayout) -> list[str]:
@@ -53,23 +59,54 @@ def submit(layout: InputLayout, work: WorkLayout, name: str, decision: Decision)
     out = work.submission_csv(name)
     masks = masks_from_probs(probs, decision)
     write_submission(out, list(probs.ids), masks)
+    images = load_test(layout, work).images
+    pick = np.random.default_rng(0).choice(len(masks), min(32, len(masks)), replace=False)
+    plots.overlays(images[pick], masks[pick], work.experiment(name).test_overlay_png, f"{name}: test",
+                   captions=[str(probs.ids[i]) for i in pick])
     print(f"wrote {out}: {len(masks)} images, {(masks.reshape(len(masks), -1).any(1)).mean():.1%} with salt, "
           f"threshold {decision.threshold:.3f}, min area {decision.min_area}")
     return out
 
 
-def experiment_name(config: str) -> str:
-    return Path(config).stem
+def average(probs: list[Probs], ids) -> Probs:
+    parts = [p.subset(ids) for p in probs]
+    heads = [p.empty_prob for p in parts]
+    head = None if any(h is None for h in heads) else np.mean(heads, axis=0)
+    return Probs(np.asarray(ids), to_levels(np.mean([from_levels(p.levels) for p in parts], axis=0)), head)
+
+
+def ensemble(layout: InputLayout, work: WorkLayout, names: list[str]) -> str:
+    """Average the experiments' stored probabilities into a new experiment, then tune it."""
+    exps = [work.experiment(n) for n in names]
+    for exp in exps:
+        if not exp.config_yaml.exists():
+            raise PipelineError(f"experiment '{exp.root.name}' has no {exp.config_yaml}; train and predict it first")
+    name = "+".join(names)
+    target = work.experiment(name)
+    ids = sample_ids(layout)
+    save_probs(target.test_probs, average([load_probs(e.test_probs) for e in exps], ids))
+    train_ids = load_train(layout, work).ids
+    split = read_folds(work, train_ids)
+    for fold in sorted(split["fold"].unique()):
+        fold_ids = split.loc[split["fold"] == fold, "id"].tolist()
+        save_probs(target.oof_probs(fold), average([load_probs(e.oof_probs(fold)) for e in exps], fold_ids))
+    config = load_config(exps[0].config_yaml)
+    config["name"] = name
+    run_tune(config, layout, work)
+    return name
 
 
 def main(argv=None) -> None:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--config", required=True, help="the experiment's YAML (its file stem names it)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", help="the experiment's YAML (its file stem names it)")
+    which.add_argument("--experiments", help="comma-separated experiment names to ensemble")
     p.add_argument("--threshold", type=float, default=None, help="override the tuned threshold")
     p.add_argument("--min-area", type=int, default=None, help="override the tuned minimum area")
     args = p.parse_args(argv)
     layout, work = cli.layouts(args)
-    name = experiment_name(args.config)
+    names = [n for n in (args.experiments or "").split(",") if n]
+    name = Path(args.config).stem if args.config else names[0] if len(names) == 1 else ensemble(layout, work, names)
     decision = stored_decision(work, name)
     if args.threshold is not None or args.min_area is not None:
         decision = Decision(args.threshold if args.threshold is not None else decision.threshold,

@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 from . import cli, plots
 from .augment import build_augment
 from .config import load_config, save_config
-from .data import load_train
+from .data import load_test, load_train
 from .dataset import SaltDataset, check_channels, is_blank, seed_worker
+from .device_batches import DeviceBatches, check_supported
 from .errors import PipelineError, run_stage
 from .folds import read_folds
 from .geometry import check_mode, from_canvas
@@ -73,6 +74,8 @@ def check_config(config: dict) -> None:
     check_mode(config["data"]["input_mode"])
     check_channels(config["data"]["channels"])
     build_augment(config["augment"])
+    if config["train"]["gpu_augment"]:
+        check_supported(config["augment"])
     make_loss(config["train"]["loss"])
     make_loss(config["train"]["loss_after"])
     make_optimizer(config, torch.nn.Linear(1, 1))
@@ -84,6 +87,19 @@ def loss_for_epoch(config: dict, epoch: int):
     t = config["train"]
     after = t["switch_epoch"] is not None and epoch >= t["switch_epoch"]
     return make_loss(t["loss_after"] if after else t["loss"])
+
+
+def batch_loss(logits: torch.Tensor, head, target: torch.Tensor, loss_fn, t: dict) -> torch.Tensor:
+    """The mask loss plus, with an image head, its weighted loss. Under deep supervision the mask loss
+    sees only images with salt: the head alone answers "is there salt at all"."""
+    if head is None:
+        return loss_fn(logits, target)
+    if t["deep_supervision"]:
+        salt = target.flatten(1).amax(1) > 0
+        mask_loss = loss_fn(logits[salt], target[salt]) if salt.any() else logits.sum() * 0
+    else:
+        mask_loss = loss_fn(logits, target)
+    return mask_loss + t["empty_head_weight"] * empty_head_loss(head, target)
 
 
 def rng_state(loader_gen: torch.Generator) -> dict:
@@ -115,6 +131,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def add_pseudo_labels(images, depths, masks, config: dict, layout: InputLayout, work: WorkLayout):
+    """Append the test images that `data.pseudo_labels` (an experiment's name) labelled confidently."""
+    source = work.experiment(config["data"]["pseudo_labels"]).pseudo_labels
+    if not source.exists():
+        raise PipelineError(f"{source} is missing; run `python -m pipeline.pseudo --config "
+                            f"<{config['data']['pseudo_labels']}'s config>` first")
+    with np.load(source) as stored:
+        ids, pseudo_masks = stored["ids"].astype(str), stored["masks"]
+    test = load_test(layout, work)
+    rows = pd.Index(test.ids).get_indexer(ids)
+    if (rows < 0).any():
+        raise PipelineError(f"{source} names test ids that are not in the input's sample_submission.csv; rerun pseudo")
+    print(f"adding {len(rows)} pseudo-labelled test images from {source}")
+    return (np.concatenate([images, test.images[rows]]), np.concatenate([depths, test.depths[rows]]),
+            np.concatenate([masks, pseudo_masks]))
+
+
 class FoldTrainer:
     """Everything one fold's training holds; `run()` trains from the start or the last checkpoint."""
 
@@ -131,19 +164,24 @@ class FoldTrainer:
         if config["data"]["drop_blank"]:
             fit &= ~is_blank(train.images)
         val = split == fold
-        self.train_set = SaltDataset(train.images[fit], train.depths[fit], config, train.masks[fit],
-                                     build_augment(config["augment"]))
+        images, depths, masks = train.images[fit], train.depths[fit], train.masks[fit]
+        if config["data"]["pseudo_labels"]:
+            images, depths, masks = add_pseudo_labels(images, depths, masks, config, layout, work)
+        self.train_set = SaltDataset(images, depths, config, masks, build_augment(config["augment"]))
         self.val_set = SaltDataset(train.images[val], train.depths[val], config, train.masks[val])
         self.val_masks = train.masks[val]
         self.loader_gen = torch.Generator().manual_seed(t["seed"] + fold)
         workers = t["num_workers"]
-        self.train_loader = DataLoader(self.train_set, batch_size=t["batch_size"], shuffle=True, drop_last=True,
-                                       num_workers=workers, generator=self.loader_gen, worker_init_fn=seed_worker,
-                                       pin_memory=device.type == "cuda", persistent_workers=False)
+        if t["gpu_augment"]:
+            self.train_loader = DeviceBatches(images, depths, masks, config, device, self.loader_gen)
+        else:
+            self.train_loader = DataLoader(self.train_set, batch_size=t["batch_size"], shuffle=True,
+                                           drop_last=True, num_workers=workers, generator=self.loader_gen,
+                                           worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
         self.val_loader = DataLoader(self.val_set, batch_size=t["batch_size"] * 2, num_workers=workers,
                                      pin_memory=device.type == "cuda")
         if len(self.train_loader) == 0:
-            raise PipelineError(f"train.batch_size {t['batch_size']} exceeds the {fit.sum()} training images")
+            raise PipelineError(f"train.batch_size {t['batch_size']} exceeds the {len(images)} training images")
         self.model = build_model(config).to(device)
         if t["channels_last"] and device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -152,7 +190,7 @@ class FoldTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step / steps, t))
         self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and t["amp"] == "fp16")
-        self.start_epoch, self.best_score, self.log = 0, -1.0, pd.DataFrame(columns=LOG_COLUMNS)
+        self.start_epoch, self.best_score, self.rows = 0, -1.0, []
 
     def resume(self) -> None:
         state = torch.load(self.exp.last_checkpoint(self.fold), map_location=self.device, weights_only=False)
@@ -164,7 +202,7 @@ class FoldTrainer:
         self.start_epoch, self.best_score = state["epoch"] + 1, state["best_score"]
         if self.exp.log_csv(self.fold).exists():
             log = pd.read_csv(self.exp.log_csv(self.fold))
-            self.log = log[log["epoch"] < self.start_epoch]
+            self.rows = log[log["epoch"] < self.start_epoch].to_dict("records")
         print(f"fold {self.fold}: resuming after epoch {state['epoch']} (best mAP {self.best_score:.4f})")
 
     def train_epoch(self, epoch: int, loss_fn) -> float:
@@ -181,10 +219,8 @@ class FoldTrainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.config, self.device):
                 logits, head = self.model(x)
-                logits = from_canvas(logits.float(), self.config["data"]["input_mode"])
-                loss = loss_fn(logits, y)
-                if head is not None:
-                    loss = loss + t["empty_head_weight"] * empty_head_loss(head, y)
+                loss = batch_loss(from_canvas(logits.float(), self.config["data"]["input_mode"]), head, y,
+                                  loss_fn, t)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if t["grad_clip"] > 0:
@@ -248,7 +284,7 @@ class FoldTrainer:
                     save_checkpoint(self.exp.best_checkpoint(self.fold), model=self.model.state_dict(),
                                     epoch=epoch, score=self.best_score, config=self.config)
             row["seconds"] = round(time.time() - started, 2)
-            self.log = pd.concat([self.log.astype(object), pd.DataFrame([row]).astype(object)], ignore_index=True)
+            self.rows.append(row)
             self.write_log()
             cycle = self.end_of_cycle(epoch)
             if cycle is not None:
@@ -258,13 +294,14 @@ class FoldTrainer:
             print(f"fold {self.fold} epoch {epoch + 1}/{t['epochs']}: loss {train_loss:.4f} "
                   f"val_loss {row['val_loss']:.4f} mAP@0.5 {row['score_05']:.4f} best {row['score_best']:.4f} "
                   f"({row['seconds']:.0f}s)", flush=True)
-        plots.training_curves(self.log, self.exp.curves_png(self.fold), f"{self.config['name']} fold {self.fold}")
+        plots.training_curves(pd.DataFrame(self.rows, columns=LOG_COLUMNS), self.exp.curves_png(self.fold),
+                              f"{self.config['name']} fold {self.fold}")
         write_json(self.exp.done_marker(self.fold), {"best_score": self.best_score, "epochs": t["epochs"]})
         return self.best_score
 
     def write_log(self) -> None:
         with atomic_path(self.exp.log_csv(self.fold)) as tmp:
-            self.log.to_csv(tmp, index=False, float_format="%.6g")
+            pd.DataFrame(self.rows, columns=LOG_COLUMNS).to_csv(tmp, index=False, float_format="%.6g")
 
 
 def train_fold(config: dict, layout: InputLayout, work: WorkLayout, fold: int, resume: bool = False,

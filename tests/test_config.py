@@ -65,3 +65,13 @@ def test_schedule_warms_up_then_anneals_per_cycle():
     assert lr_at(0.0, t) < 0.01 and lr_at(0.5, t) == pytest.approx(0.5, abs=0.01)
     assert lr_at(2.5, t) == pytest.approx(0.5)  # half-way through the first 5-epoch cycle
     assert lr_at(4.999, t) < 1e-4 and lr_at(5.0, t) == pytest.approx(1.0)  # warm restart
+
+
+def test_a_config_can_build_on_a_base(tmp_path):
+    (tmp_path / "child.yaml").write_text(f"base: {CONFIG_DIR / 'cpu.yaml'}\nmodel:\n  attention: scse\n")
+    config = load_config(tmp_path / "child.yaml")
+    assert config["name"] == "child" and config["model"]["attention"] == "scse"
+    assert config["model"]["encoder"] == "resnet18"  # from cpu.yaml
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(PipelineError, match="its own base"):
+        load_config(tmp_path / "loop.yaml")

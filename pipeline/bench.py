@@ -1,0 +1,167 @@
+"""Stage: measure every stage's speed and print it, and write it as JSON.
+
+    python -m pipeline.bench [--input DIR] [--device cpu|cuda] [--out bench/bench.json] [--steps N]
+
+Uses the real data when the input folder has it, else a generated demo set (then load and tune
+figures are scaled to the real sizes, and the JSON says so). Ratios between figures of one run are
+comparable; absolute times mean something only on the device they were taken on.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from . import paths, rle
+from .augment import build_augment
+from .config import load_config
+from .data import load_test, load_train
+from .dataset import SaltDataset
+from .errors import PipelineError, run_stage
+from .folds import make_folds, write_folds
+from .geometry import from_canvas, tta_logits
+from .losses import make_loss
+from .metric import threshold_grid_scores
+from .models import build_model
+from .paths import CONFIG_DIR, InputLayout, WorkLayout
+from .store import to_levels
+from .train import autocast, make_optimizer
+
+REAL_TRAIN, REAL_TEST = 3200, 18800
+
+
+def timed(fn, repeat: int = 1) -> float:
+    """Best of `repeat` wall times of fn(), in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_load(layout: InputLayout, cache_root: Path) -> dict:
+    work = WorkLayout(cache_root)
+    cold = timed(lambda: (load_train(layout, None), load_test(layout, None)))
+    load_train(layout, work), load_test(layout, work)  # fill the cache
+    cached = timed(lambda: (load_train(layout, work), load_test(layout, work)), repeat=2)
+    return {"cold": round(cold, 3), "cached": round(cached, 3)}
+
+
+def bench_loader(train, config: dict, batches: int) -> float:
+    dataset = SaltDataset(train.images, train.depths, config, train.masks, build_augment(config["augment"]))
+    loader = DataLoader(dataset, batch_size=config["train"]["batch_size"], shuffle=True, drop_last=True,
+                        num_workers=config["train"]["num_workers"])
+    started, seen = time.perf_counter(), 0
+    for n, (x, _) in enumerate(loader):
+        seen += len(x)
+        if n + 1 >= batches:
+            break
+    return seen / (time.perf_counter() - started)
+
+
+def bench_model(config: dict, device: torch.device, steps: int) -> dict:
+    """Training and flip-TTA inference throughput of the config's model on random 128x128 batches."""
+    model = build_model(config).to(device)
+    if device.type == "cuda" and config["train"]["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer, loss_fn = make_optimizer(config, model), make_loss(config["train"]["loss"])
+    batch = config["train"]["batch_size"]
+    channels = len(config["data"]["channels"])
+    x = torch.randn(batch, channels, 128, 128, device=device)
+    y = (torch.rand(batch, 1, 101, 101, device=device) > 0.5).float()
+
+    def train_step():
+        with autocast(config, device):
+            logits, _ = model(x)
+            loss = loss_fn(from_canvas(logits.float(), "pad128"), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    train_step()  # warm-up: allocations, cudnn autotuning
+    sync(device)
+    train_s = timed(lambda: ([train_step() for _ in range(steps)], sync(device)))
+    model.eval()
+    xi = torch.randn(config["predict"]["batch_size"], channels, 128, 128, device=device)
+
+    @torch.no_grad()
+    def infer_step():
+        with autocast(config, device):
+            tta_logits(model, xi, "hflip")
+
+    infer_step()
+    sync(device)
+    infer_s = timed(lambda: ([infer_step() for _ in range(steps)], sync(device)))
+    return {"train_images_per_s": round(steps * batch / train_s, 1),
+            "infer_images_per_s": round(2 * steps * len(xi) / infer_s, 1)}  # 2 views per image with flip TTA
+
+
+def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
+    real = layout.train_csv.exists()
+    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "data": str(layout.root) if real else "generated demo data", "torch_threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as tmp:
+        if not real:
+            from .demo import make_demo
+            layout = InputLayout(Path(tmp) / "input")
+            make_demo(layout.root, n_train=400, n_test=400)
+        result["load_seconds"] = bench_load(layout, Path(tmp) / "work")
+        work = WorkLayout(Path(tmp) / "work")
+        train = load_train(layout, work)
+        test_count = len(load_test(layout, work).ids)
+        result["folds_seconds"] = round(timed(lambda: (write_folds(work, make_folds(
+            load_train(layout, work).ids, train.coverage)))), 3)
+    if not real:
+        result["load_seconds"]["scaled_to_real_size"] = round(result["load_seconds"]["cached"] * (
+            REAL_TRAIN + REAL_TEST) / (len(train.ids) + test_count), 3)
+    default = load_config(CONFIG_DIR / "default.yaml")
+    result["loader_samples_per_s"] = round(bench_loader(train, default, batches=max(steps, 20)), 1)
+    for name in ("default", "cpu"):
+        result[name] = bench_model(load_config(CONFIG_DIR / f"{name}.yaml"), device, steps)
+    masks = np.resize(train.masks, (REAL_TRAIN, 101, 101))
+    rng = np.random.default_rng(0)
+    probs = to_levels(np.clip(masks * 0.7 + rng.random(masks.shape, np.float32) * 0.5, 0, 1))
+    result["tune_seconds"] = round(timed(lambda: threshold_grid_scores(probs, masks, np.linspace(0.2, 0.8, 50)),
+                                         repeat=2), 3)
+    many = np.resize(train.masks, (REAL_TEST, 101, 101))
+    result["rle_encode_seconds"] = round(timed(lambda: rle.encode_many(many), repeat=2), 3)
+    result["peak_memory_mb"] = {"host": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device.type == "cuda":
+        result["peak_memory_mb"]["gpu"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+    return result
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--input", default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--out", default=str(paths.REPO / "bench" / "bench.json"))
+    p.add_argument("--steps", type=int, default=None, help="timed steps per model (default: 3 on CPU, 30 on GPU)")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PipelineError("--device cuda, but torch sees no GPU; use --device cpu")
+    steps = args.steps or (30 if device.type == "cuda" else 3)
+    result = bench(InputLayout(paths.input_dir(args.input)), device, steps)
+    from .store import write_json
+    write_json(Path(args.out), result)
+    import json
+    print(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

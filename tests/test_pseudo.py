@@ -1,0 +1,54 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import folds, train
+from pipeline.config import load_config
+from pipeline.losses import make_loss
+from pipeline.paths import CONFIG_DIR, InputLayout, WorkLayout
+from pipeline.pseudo import confident, pseudo_label
+from pipeline.store import Probs, save_probs, to_levels
+
+
+def test_confident_images_by_hand():
+    sure = np.where(np.arange(101 * 101).reshape(101, 101) < 5000, 0.95, 0.05)
+    unsure = np.full((101, 101), 0.5)
+    mixed = sure.copy()
+    mixed[:20] = 0.5  # about 20% of pixels unsure
+    probs = Probs(np.array(["a", "b", "c"]), to_levels(np.stack([sure, unsure, mixed])))
+    assert confident(probs, 0.2, 0.8, 0.9).tolist() == [True, False, False]
+    assert confident(probs, 0.2, 0.8, 0.75).tolist() == [True, False, True]
+
+
+def test_deep_supervision_ignores_empty_images_in_the_mask_loss():
+    t = {"deep_supervision": True, "empty_head_weight": 0.0}
+    logits = torch.randn(2, 1, 4, 4)
+    target = torch.zeros(2, 1, 4, 4)
+    target[0, 0, :2] = 1  # image 0 has salt, image 1 is empty
+    bce = make_loss({"bce": 1})
+    head = torch.zeros(2, 1)
+    assert train.batch_loss(logits, head, target, bce, t).item() == pytest.approx(bce(logits[:1], target[:1]).item())
+    t["deep_supervision"] = False
+    assert train.batch_loss(logits, head, target, bce, t).item() == pytest.approx(bce(logits, target).item())
+
+
+def test_pseudo_labels_join_training(demo_input, tmp_path, capsys):
+    work = WorkLayout(tmp_path)
+    ids = pd.read_csv(demo_input / "sample_submission.csv", dtype=str)["id"].to_numpy()
+    probs = np.zeros((len(ids), 101, 101))
+    probs[: len(ids) // 2, :50] = 1.0  # half the images: confident salt in the top half
+    probs[-3:] = 0.5  # three unsure images
+    save_probs(work.experiment("teacher").test_probs, Probs(ids, to_levels(probs)))
+    summary = pseudo_label(work, "teacher", 0.2, 0.8, 0.9)
+    assert summary["images"] == len(ids) - 3
+    with np.load(work.experiment("teacher").pseudo_labels) as stored:
+        assert stored["masks"][0, :50].all() and not stored["masks"][0, 50:].any()
+
+    folds.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--n-folds", "3"])
+    config = load_config(CONFIG_DIR / "demo.yaml", ["data.pseudo_labels=teacher", "train.epochs=1",
+                                                    "model.decoder_channels=[16,16,8,8,8]", "train.batch_size=8"])
+    trainer = train.FoldTrainer(config, InputLayout(demo_input), work, 0, torch.device("cpu"))
+    assert len(trainer.train_set) == 40 + len(ids) - 3  # 2 of 3 folds of 60 train images, plus the pseudo set
+    assert len(trainer.val_set) == 20
+    assert "adding 27 pseudo-labelled test images" in capsys.readouterr().out
