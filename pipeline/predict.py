@@ -24,7 +24,8 @@ from .geometry import TTA, from_canvas, tta_logits
 from .models import build_model
 from .paths import ExperimentLayout, WorkLayout
 from .store import Probs, save_probs, to_levels
-from .train import autocast, check_config, pick_device
+from .runtime import autocast, memory_format, pick_device
+from .train import check_config
 
 
 def fold_weights(exp: ExperimentLayout, fold: int, use_snapshots: bool) -> list:
@@ -45,11 +46,11 @@ def load_models(config: dict, files: list, device: torch.device) -> list[torch.n
         except RuntimeError:
             raise PipelineError(f"{path} does not fit the model the config describes; the config's model "
                                 "section changed after training: restore it or retrain with --force") from None
-        models.append(model.to(device).eval())
+        models.append(memory_format(model.to(device), config).eval())
     return models
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_images(models, images, depths, config: dict, device: torch.device, desc: str = "predicting"):
     """Probabilities (N, 101, 101) float32 averaged over models and TTA views, and the head's (N,) or None."""
     tta = config["predict"]["tta"]
@@ -59,7 +60,7 @@ def predict_images(models, images, depths, config: dict, device: torch.device, d
                         num_workers=min(2, config["train"]["num_workers"]), pin_memory=device.type == "cuda")
     probs, heads = [], []
     for x, _ in tqdm(loader, desc=desc, leave=False, disable=len(images) < 1000):
-        x = x.to(device, non_blocking=True)
+        x = memory_format(x.to(device, non_blocking=True), config)
         batch_probs, batch_heads = 0, 0
         for model in models:
             with autocast(config, device):

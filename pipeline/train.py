@@ -10,7 +10,6 @@ the resolved config goes to experiments/<name>/config.yaml.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -36,37 +35,13 @@ from .metric import threshold_grid_scores
 from .models import build_model
 from .paths import ExperimentLayout, InputLayout, WorkLayout
 from .schedule import lr_factor
+from .runtime import (autocast, make_optimizer, memory_format, pick_device, rng_state, save_checkpoint,
+                      seed_everything, set_rng_state)
 from .store import atomic_path, to_levels, write_json
 
 VAL_THRESHOLDS = np.round(np.linspace(0.3, 0.7, 9), 3)
 LOG_COLUMNS = ["epoch", "loss_name", "train_loss", "val_loss", "lr", "score_05", "score_best",
                "best_threshold", "seconds"]
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast(config: dict, device: torch.device):
-    amp = config["train"]["amp"]
-    if device.type != "cuda" or amp == "none":
-        return torch.autocast(device.type, enabled=False)
-    if amp not in ("bf16", "fp16"):
-        raise PipelineError(f"unknown train.amp '{amp}'; valid: bf16, fp16, none")
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
-def make_optimizer(config: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
-    t = config["train"]
-    params = model.parameters()
-    if t["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=t["lr"], weight_decay=t["weight_decay"])
-    if t["optimizer"] == "adamw":
-        return torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
-    if t["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=t["lr"], momentum=t["momentum"], weight_decay=t["weight_decay"],
-                               nesterov=True)
-    raise PipelineError(f"unknown train.optimizer '{t['optimizer']}'; valid: adam, adamw, sgd")
 
 
 def check_config(config: dict) -> None:
@@ -100,35 +75,6 @@ def batch_loss(logits: torch.Tensor, head, target: torch.Tensor, loss_fn, t: dic
     else:
         mask_loss = loss_fn(logits, target)
     return mask_loss + t["empty_head_weight"] * empty_head_loss(head, target)
-
-
-def rng_state(loader_gen: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-             "loader": loader_gen.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict, loader_gen: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    loader_gen.set_state(state["loader"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path, **state) -> None:
-    """Written to a temporary file and renamed, so an interrupted save never corrupts a checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def add_pseudo_labels(images, depths, masks, config: dict, layout: InputLayout, work: WorkLayout):
@@ -183,8 +129,7 @@ class FoldTrainer:
         if len(self.train_loader) == 0:
             raise PipelineError(f"train.batch_size {t['batch_size']} exceeds the {len(images)} training images")
         self.model = build_model(config).to(device)
-        if t["channels_last"] and device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = memory_format(self.model, config)
         self.optimizer = make_optimizer(config, self.model)
         steps = len(self.train_loader)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -215,8 +160,7 @@ class FoldTrainer:
         for step, (x, y) in enumerate(bar):
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
-            if t["channels_last"] and self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = memory_format(x, self.config)
             with autocast(self.config, self.device):
                 logits, head = self.model(x)
                 loss = batch_loss(from_canvas(logits.float(), self.config["data"]["input_mode"]), head, y,
@@ -240,7 +184,7 @@ class FoldTrainer:
         self.model.eval()
         losses, probs = [], []
         for x, y in self.val_loader:
-            x, y = x.to(self.device), y.to(self.device)
+            x, y = memory_format(x.to(self.device), self.config), y.to(self.device)
             with autocast(self.config, self.device):
                 logits, _ = self.model(x)
             logits = from_canvas(logits.float(), self.config["data"]["input_mode"])
