@@ -66,3 +66,9 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(demo_input
     with pytest.raises(PipelineError, match="loss became nan.*last good checkpoint"):
         run(demo_input, work, ["train.epochs=2"], resume=True)
     assert exp.last_checkpoint(0).read_bytes() == before
+
+
+def test_folds_run_in_parallel_worker_processes(demo_input, work):
+    train.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "all", "--parallel", "2", "--input",
+                str(demo_input), "--workdir", str(work.root), *TINY, "train.epochs=1", "train.cycles=1"])
+    assert all(work.experiment("demo").done_marker(fold).exists() for fold in range(3))
