@@ -24,6 +24,7 @@ from .augment import build_augment
 from .config import load_config
 from .data import load_test, load_train
 from .dataset import SaltDataset
+from .device_batches import DeviceBatches
 from .errors import PipelineError, run_stage
 from .folds import make_folds, write_folds
 from .geometry import from_canvas, tta_logits
@@ -69,6 +70,20 @@ def bench_loader(train, config: dict, batches: int) -> float:
         seen += len(x)
         if n + 1 >= batches:
             break
+    return seen / (time.perf_counter() - started)
+
+
+def bench_device_batches(train, config: dict, device: torch.device, batches: int) -> float:
+    """The same augmentations done on whole batches on `device` (train.gpu_augment)."""
+    loader = DeviceBatches(train.images, train.depths, train.masks, config, device, torch.Generator().manual_seed(0))
+    next(iter(loader))
+    sync(device)
+    started, seen = time.perf_counter(), 0
+    for n, (x, _) in enumerate(loader):
+        seen += len(x)
+        if n + 1 >= batches:
+            break
+    sync(device)
     return seen / (time.perf_counter() - started)
 
 
@@ -138,6 +153,7 @@ def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
             REAL_TRAIN + REAL_TEST) / (len(train.ids) + test_count), 3)
     default = load_config(CONFIG_DIR / "default.yaml")
     result["loader_samples_per_s"] = round(bench_loader(train, default, batches=max(steps, 20)), 1)
+    result["loader_samples_per_s_device_batches"] = round(bench_device_batches(train, default, device, 40), 1)
     for name in ("default", "cpu"):
         result[name] = bench_model(load_config(CONFIG_DIR / f"{name}.yaml"), device, steps)
     masks = np.resize(train.masks, (REAL_TRAIN, 101, 101))

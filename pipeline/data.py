@@ -117,7 +117,7 @@ def _cache_key(kind: str, paths: list[Path]) -> str:
 def _read_all(paths: list[Path], reader, desc: str) -> np.ndarray:
     # PNG decoding releases the GIL, so threads use every core
     with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
-        items = list(tqdm(pool.map(reader, paths, chunksize=64), total=len(paths), desc=desc,
+        items = list(tqdm(pool.map(reader, paths), total=len(paths), desc=desc,
                           leave=False, disable=len(paths) < 500))
     return np.stack(items) if items else np.zeros((0, SIZE, SIZE), np.uint8)
 
