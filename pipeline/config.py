@@ -69,7 +69,7 @@ DEFAULTS: dict = {
     },
     "tune": {
         "thresholds": {"start": 0.2, "stop": 0.8, "num": 61},
-        "min_areas": [0, 10, 20, 40, 80, 160],
+        "min_areas": [0, 10, 20, 40, 80, 160, 240, 320],
         "empty_cuts": [None, 0.3, 0.4, 0.5, 0.6, 0.7],
     },
 }

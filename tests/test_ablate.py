@@ -12,9 +12,24 @@ def test_summary_compares_each_experiment_with_the_first(tmp_path):
         path = work.experiment(name).log_csv(0)
         path.parent.mkdir(parents=True)
         pd.DataFrame({"epoch": range(len(scores)), "score_best": scores, "seconds": 30.0}).to_csv(path, index=False)
-    table = summarize(work, [Path("c/base.yaml"), Path("c/scse.yaml"), Path("c/untrained.yaml")], 0)
+    table = summarize(work, [Path("c/base.yaml"), Path("c/scse.yaml"), Path("c/untrained.yaml")], 0,
+                      {"base": 0.7, "scse": 0.72})
     assert table["experiment"].tolist() == ["base", "scse"]
-    assert table["vs_first"].tolist() == [0.0, 0.05] and table["minutes"].tolist() == [1.0, 1.5]
+    assert table["vs_first"].tolist() == [0.0, 0.02] and table["minutes"].tolist() == [1.0, 1.5]
+    assert table["train_val_mAP"].tolist() == [0.6, 0.65]
     text = markdown(table)
-    assert text.splitlines()[0].startswith("| experiment | val_mAP | vs_first")
+    assert text.splitlines()[0].startswith("| experiment | tuned_mAP | vs_first")
     assert "`python -m pipeline.train --config c/scse.yaml --fold 0`" in text
+
+
+def test_ablate_trains_scores_and_writes_the_table(demo_input, tmp_path):
+    from pipeline import ablate, folds
+    from pipeline.paths import CONFIG_DIR
+    folds.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--n-folds", "3"])
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(f"base: {CONFIG_DIR / 'demo.yaml'}\nmodel:\n  decoder_channels: [16, 16, 8, 8, 8]\n"
+                    "  empty_head: true\ntrain:\n  epochs: 1\n  batch_size: 8\n")
+    ablate.main([str(tiny), "--fold", "1", "--input", str(demo_input), "--workdir", str(tmp_path)])
+    text = (tmp_path / "experiments" / "ablations.md").read_text()
+    row = text.splitlines()[2].split(" | ")
+    assert row[0] == "| tiny" and 0 <= float(row[1]) <= 1
