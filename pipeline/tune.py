@@ -17,7 +17,7 @@ from .config import load_config
 from .data import load_train
 from .errors import run_stage
 from .folds import read_folds
-from .metric import binarize, grid_counts, scores_from_counts
+from .metric import binarize, grid_counts, image_scores, mean_score, scores_from_counts
 from .paths import ExperimentLayout, WorkLayout
 from .postprocess import Decision, emptied, masks_from_probs
 from .store import Probs, load_probs, write_json
@@ -60,9 +60,8 @@ def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray,
     section = config["tune"]
     decision, cv, curve = search(probs, truth, section)
     masks = masks_from_probs(probs, decision)
-    per_image = scores_from_counts((masks & truth).sum((1, 2)), masks.sum((1, 2)), truth.sum((1, 2)))
-    at_05 = scores_from_counts((binarize(probs.levels, 0.5) & truth).sum((1, 2)),
-                               binarize(probs.levels, 0.5).sum((1, 2)), truth.sum((1, 2))).mean()
+    per_image = image_scores(truth, masks)
+    at_05 = mean_score(truth, binarize(probs.levels, 0.5))
     result = {"decision": decision.to_dict(), "cv_score": round(cv, 5), "cv_score_at_0.5": round(float(at_05), 5),
               "fold_scores": {int(f): round(float(per_image[split == f].mean()), 5) for f in np.unique(split)},
               "images": int(len(truth))}
