@@ -1,17 +1,20 @@
 """Stage: train one fold of several experiments and tabulate their validation scores.
 
-    python -m pipeline.ablate pipeline/configs/ablations/*.yaml [--fold 0] [--input DIR] [--out FILE.md]
+    python -m pipeline.ablate pipeline/configs/ablations/*.yaml [--fold 0|0,1|all] [--input DIR] [--out FILE.md]
 
-Each config trains (or resumes, or is skipped when done) on the same fold. The table gives, per config,
-the best validation mAP seen during training (threshold from a small grid, no TTA), the fold's mAP of
-its best checkpoint with flip TTA and the tuned decision (threshold, minimum area, and the image
-head's cut when it has one: the way it would be submitted), the gain of that over the first config,
-and training minutes. Written as Markdown (default experiments/ablations.md).
+Each config trains (or resumes, or is skipped when done) on the same folds. The table gives, per config,
+`tuned_mAP`: the mAP of the folds' validation images predicted by each fold's best checkpoint with flip
+TTA, pooled, under one tuned decision (threshold, minimum area, and the image head's cut when it has
+one) -- with `--fold all` that is the k-fold CV score, as `tune` computes it for a submission --, its
+gain over the first config, the best validation mAP seen during training (mean over folds; threshold
+from a small grid, no TTA), and training minutes (all folds). Written as Markdown (default
+experiments/ablations.md).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import cli
@@ -23,32 +26,42 @@ from .paths import InputLayout, WorkLayout
 from .predict import load_models, predict_images
 from .runtime import pick_device
 from .store import Probs, to_levels, write_text
-from .train import check_config, train_fold
+from .train import check_config, fold_list, train_fold
 from .tune import search
 
 
-def tuned_score(config: dict, layout: InputLayout, work: WorkLayout, fold: int) -> float:
-    """The fold's validation mAP as it would be submitted: best checkpoint, flip TTA, tuned decision."""
+def tuned_score(config: dict, layout: InputLayout, work: WorkLayout, folds: list[int]) -> float:
+    """mAP of the folds' pooled validation predictions (best checkpoints, flip TTA) under one tuned decision."""
     train = load_train(layout, work)
-    val = read_folds(work, train.ids)["fold"].to_numpy() == fold
+    split = read_folds(work, train.ids)["fold"].to_numpy()
     device = pick_device()
-    models = load_models(config, [work.experiment(config["name"]).best_checkpoint(fold)], device)
-    probs, head = predict_images(models, train.images[val], train.depths[val], config, device)
-    _, score, _ = search(Probs(train.ids[val], to_levels(probs), head), train.masks[val], config["tune"])
+    probs, heads = [], []
+    for fold in folds:
+        models = load_models(config, [work.experiment(config["name"]).best_checkpoint(fold)], device)
+        val = split == fold
+        fold_probs, head = predict_images(models, train.images[val], train.depths[val], config, device)
+        probs.append(to_levels(fold_probs))
+        heads.append(head)
+    order = np.concatenate([np.flatnonzero(split == fold) for fold in folds])  # the rows stacked above
+    oof = Probs(train.ids[order], np.concatenate(probs), None if heads[0] is None else np.concatenate(heads))
+    _, score, _ = search(oof, train.masks[order], config["tune"])
     return round(score, 4)
 
 
-def summarize(work: WorkLayout, configs: list[Path], fold: int, tuned: dict | None = None) -> pd.DataFrame:
+def summarize(work: WorkLayout, configs: list[Path], folds: list[int], tuned: dict | None = None,
+              fold_arg: str | None = None) -> pd.DataFrame:
+    """One row per config whose folds all have a training log."""
     rows = []
     for path in configs:
         exp = work.experiment(path.stem)
-        if not exp.log_csv(fold).exists():
+        if not all(exp.log_csv(fold).exists() for fold in folds):
             continue
-        log = pd.read_csv(exp.log_csv(fold))
+        logs = [pd.read_csv(exp.log_csv(fold)) for fold in folds]
         rows.append({"experiment": path.stem, "tuned_mAP": (tuned or {}).get(path.stem, float("nan")),
-                     "train_val_mAP": round(log["score_best"].max(), 4),
-                     "minutes": round(log["seconds"].sum() / 60, 1), "epochs": len(log),
-                     "command": f"python -m pipeline.train --config {path} --fold {fold}"})
+                     "train_val_mAP": round(float(np.mean([log["score_best"].max() for log in logs])), 4),
+                     "minutes": round(sum(log["seconds"].sum() for log in logs) / 60, 1),
+                     "epochs": len(logs[0]),
+                     "command": f"python -m pipeline.train --config {path} --fold {fold_arg or folds[0]}"})
     table = pd.DataFrame(rows)
     if len(table):
         table.insert(2, "vs_first", (table["tuned_mAP"] - table["tuned_mAP"].iloc[0]).round(4))
@@ -67,18 +80,20 @@ def markdown(table: pd.DataFrame) -> str:
 def main(argv=None) -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("configs", nargs="+", type=Path)
-    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--fold", default="0", help="a fold number, a list like 0,2, or 'all' (k-fold CV)")
     p.add_argument("--out", type=Path, default=None, help="Markdown table (default: experiments/ablations.md)")
     args = p.parse_args(argv)
     layout, work = cli.layouts(args)
     configs = [load_config(path) for path in args.configs]
     for config in configs:
         check_config(config)  # every name is checked before hours of training start
+    folds = fold_list(args.fold, work)
     tuned = {}
     for config in configs:
-        train_fold(config, layout, work, args.fold, resume=True)
-        tuned[config["name"]] = tuned_score(config, layout, work, args.fold)
-    table = summarize(work, args.configs, args.fold, tuned)
+        for fold in folds:
+            train_fold(config, layout, work, fold, resume=True)
+        tuned[config["name"]] = tuned_score(config, layout, work, folds)
+    table = summarize(work, args.configs, folds, tuned, args.fold)
     out = args.out or work.root / "experiments" / "ablations.md"
     write_text(out, markdown(table))
     print(table.to_string(index=False))

@@ -39,10 +39,12 @@ def training_curves(log: pd.DataFrame, path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def threshold_curve(thresholds, scores, best: float, path: Path, title: str) -> None:
+def threshold_curve(thresholds, curves: dict, decision, path: Path, title: str) -> None:
+    """mAP vs threshold without post-processing and with the chosen minimum area / head cut."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(thresholds, scores)
-    ax.axvline(best, color="red", linestyle="--", label=f"chosen {best:.3f}")
+    ax.plot(thresholds, curves["plain"], label="threshold only")
+    ax.plot(thresholds, curves["chosen"], label=f"min area {decision.min_area}, head cut {decision.empty_cut}")
+    ax.axvline(decision.threshold, color="red", linestyle="--", label=f"chosen {decision.threshold:.3f}")
     ax.set_xlabel("threshold")
     ax.set_ylabel("out-of-fold mAP")
     ax.set_title(title)

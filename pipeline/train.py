@@ -273,14 +273,15 @@ def train_fold(config: dict, layout: InputLayout, work: WorkLayout, fold: int, r
 
 
 def fold_list(text: str, work: WorkLayout) -> list[int]:
+    """'all', one fold number, or a comma-separated list of them ('0,2')."""
     if text == "all":
         if not work.folds_csv.exists():
             raise PipelineError(f"{work.folds_csv} is missing; run `python -m pipeline.folds` first")
         return sorted(pd.read_csv(work.folds_csv)["fold"].unique().tolist())
     try:
-        return [int(text)]
+        return sorted({int(part) for part in text.split(",")})
     except ValueError:
-        raise PipelineError(f"--fold must be a fold number or 'all', got '{text}'") from None
+        raise PipelineError(f"--fold must be a fold number, a list like 0,2, or 'all'; got '{text}'") from None
 
 
 def child_command(args, fold: int) -> list[str]:
@@ -318,7 +319,7 @@ def train_parallel(args, folds: list[int], slots: int, gpus: int) -> None:
 def main(argv=None) -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
-    p.add_argument("--fold", required=True, help="a fold number, or 'all'")
+    p.add_argument("--fold", required=True, help="a fold number, a list like 0,2, or 'all'")
     p.add_argument("--resume", action="store_true", help="continue an interrupted fold from last.pt")
     p.add_argument("--force", action="store_true", help="discard a fold's outputs and train it again")
     p.add_argument("--parallel", type=int, default=None,

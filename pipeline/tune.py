@@ -28,23 +28,25 @@ def threshold_grid(section: dict) -> np.ndarray:
     return np.round(np.linspace(t["start"], t["stop"], int(t["num"])), 4)
 
 
-def search(probs: Probs, truth: np.ndarray, section: dict) -> tuple[Decision, float, np.ndarray]:
-    """Best decision over thresholds x min areas x head cuts; also the plain threshold curve."""
+def search(probs: Probs, truth: np.ndarray, section: dict) -> tuple[Decision, float, dict]:
+    """Best decision over thresholds x min areas x head cuts, and two mAP-vs-threshold curves:
+    'plain' (no post-processing) and 'chosen' (the best min area and head cut)."""
     thresholds = threshold_grid(section)
     inter, pred_area, truth_area = grid_counts(probs.levels, truth, thresholds)
-    cuts = section["empty_cuts"] if probs.empty_prob is not None else [None]
-    best, best_score, curve = Decision(), -1.0, None
-    for min_area, cut in itertools.product(section["min_areas"], cuts):
-        rule = Decision(0.5, int(min_area), cut)
+
+    def curve(rule: Decision) -> np.ndarray:
         gone = emptied(pred_area, probs.empty_prob, rule)
-        scores = scores_from_counts(np.where(gone, 0, inter), np.where(gone, 0, pred_area),
-                                    truth_area[:, None]).mean(0)
-        if min_area == 0 and cut is None:
-            curve = scores
+        return scores_from_counts(np.where(gone, 0, inter), np.where(gone, 0, pred_area),
+                                  truth_area[:, None]).mean(0)
+
+    cuts = section["empty_cuts"] if probs.empty_prob is not None else [None]
+    best, best_score, best_curve = Decision(), -1.0, None
+    for min_area, cut in itertools.product(section["min_areas"], cuts):
+        scores = curve(Decision(0.5, int(min_area), cut))
         k = int(np.argmax(scores))
         if scores[k] > best_score + 1e-12:
-            best, best_score = Decision(float(thresholds[k]), int(min_area), cut), float(scores[k])
-    return best, best_score, curve
+            best, best_score, best_curve = Decision(float(thresholds[k]), int(min_area), cut), float(scores[k]), scores
+    return best, best_score, {"plain": curve(Decision(0.5, 0, None)), "chosen": best_curve}
 
 
 def oof_probs(exp: ExperimentLayout, folds: list[int]) -> Probs:
@@ -58,7 +60,7 @@ def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray,
          exp: ExperimentLayout) -> dict:
     """Search, then write tune.json and the pictures; `probs` rows align with the other arrays."""
     section = config["tune"]
-    decision, cv, curve = search(probs, truth, section)
+    decision, cv, curves = search(probs, truth, section)
     masks = masks_from_probs(probs, decision)
     per_image = image_scores(truth, masks)
     at_05 = mean_score(truth, binarize(probs.levels, 0.5))
@@ -66,8 +68,7 @@ def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray,
               "fold_scores": {int(f): round(float(per_image[split == f].mean()), 5) for f in np.unique(split)},
               "images": int(len(truth))}
     write_json(exp.tune_json, result)
-    thresholds = threshold_grid(section)
-    plots.threshold_curve(thresholds, curve, decision.threshold, exp.threshold_png,
+    plots.threshold_curve(threshold_grid(section), curves, decision, exp.threshold_png,
                           f"{exp.root.name}: out-of-fold mAP vs threshold")
     pick = np.random.default_rng(0).choice(len(truth), min(32, len(truth)), replace=False)
     plots.overlays(images[pick], masks[pick], exp.val_overlay_png,

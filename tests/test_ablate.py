@@ -12,7 +12,7 @@ def test_summary_compares_each_experiment_with_the_first(tmp_path):
         path = work.experiment(name).log_csv(0)
         path.parent.mkdir(parents=True)
         pd.DataFrame({"epoch": range(len(scores)), "score_best": scores, "seconds": 30.0}).to_csv(path, index=False)
-    table = summarize(work, [Path("c/base.yaml"), Path("c/scse.yaml"), Path("c/untrained.yaml")], 0,
+    table = summarize(work, [Path("c/base.yaml"), Path("c/scse.yaml"), Path("c/untrained.yaml")], [0],
                       {"base": 0.7, "scse": 0.72})
     assert table["experiment"].tolist() == ["base", "scse"]
     assert table["vs_first"].tolist() == [0.0, 0.02] and table["minutes"].tolist() == [1.0, 1.5]
@@ -29,7 +29,21 @@ def test_ablate_trains_scores_and_writes_the_table(demo_input, tmp_path):
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text(f"base: {CONFIG_DIR / 'demo.yaml'}\nmodel:\n  decoder_channels: [16, 16, 8, 8, 8]\n"
                     "  empty_head: true\ntrain:\n  epochs: 1\n  batch_size: 8\n")
-    ablate.main([str(tiny), "--fold", "1", "--input", str(demo_input), "--workdir", str(tmp_path)])
+    ablate.main([str(tiny), "--fold", "0,2", "--input", str(demo_input), "--workdir", str(tmp_path)])
     text = (tmp_path / "experiments" / "ablations.md").read_text()
     row = text.splitlines()[2].split(" | ")
     assert row[0] == "| tiny" and 0 <= float(row[1]) <= 1
+    assert "--fold 0,2`" in row[-1]
+    assert not WorkLayout(tmp_path).experiment("tiny").fold_dir(1).exists()  # only the folds asked for
+
+
+def test_summary_needs_every_fold_and_averages_them(tmp_path):
+    work = WorkLayout(tmp_path)
+    for fold, scores in {0: [0.5, 0.6], 1: [0.7, 0.8]}.items():
+        path = work.experiment("base").log_csv(fold)
+        path.parent.mkdir(parents=True)
+        pd.DataFrame({"score_best": scores, "seconds": 60.0}).to_csv(path, index=False)
+    table = summarize(work, [Path("base.yaml")], [0, 1], {"base": 0.75}, "all")
+    assert table["train_val_mAP"].tolist() == [0.7] and table["minutes"].tolist() == [4.0]
+    assert table["command"].iloc[0].endswith("--fold all")
+    assert summarize(work, [Path("base.yaml")], [0, 1, 2]).empty

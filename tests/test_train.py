@@ -72,3 +72,12 @@ def test_folds_run_in_parallel_worker_processes(demo_input, work):
     train.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "all", "--parallel", "2", "--input",
                 str(demo_input), "--workdir", str(work.root), *TINY, "train.epochs=1", "train.cycles=1"])
     assert all(work.experiment("demo").done_marker(fold).exists() for fold in range(3))
+
+
+def test_fold_argument_takes_a_number_a_list_or_all(tmp_path):
+    work = WorkLayout(tmp_path)
+    assert train.fold_list("2", work) == [2] and train.fold_list("3,0,3", work) == [0, 3]
+    with pytest.raises(PipelineError, match="pipeline.folds"):
+        train.fold_list("all", work)
+    with pytest.raises(PipelineError, match="--fold must be"):
+        train.fold_list("first", work)

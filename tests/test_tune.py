@@ -25,17 +25,26 @@ def synthetic(n=60, seed=0):
 
 def test_tune_recovers_the_known_best_threshold():
     truth, probs = synthetic()
-    decision, score, curve = search(Probs(np.arange(len(truth)).astype(str), to_levels(probs)), truth, SECTION)
+    decision, score, curves = search(Probs(np.arange(len(truth)).astype(str), to_levels(probs)), truth, SECTION)
     assert 0.55 <= decision.threshold < 0.7
     assert score == 1.0 and decision.min_area == 0
-    assert curve.min() < 0.9  # thresholds outside the band are clearly worse
+    assert curves["plain"].min() < 0.9  # thresholds outside the band are clearly worse
+    assert curves["plain"].max() == curves["chosen"].max() == 1.0
 
 
 def test_min_area_removes_specks():
     truth, probs = synthetic()
     probs[0, :2, :2] = 0.9  # a 4-pixel false positive in an empty image
-    decision, score, _ = search(Probs(np.arange(len(truth)).astype(str), to_levels(probs)), truth, SECTION)
+    decision, score, curves = search(Probs(np.arange(len(truth)).astype(str), to_levels(probs)), truth, SECTION)
     assert decision.min_area == 30 and score == 1.0
+    assert curves["plain"].max() < 1.0 and curves["chosen"].max() == 1.0
+
+
+def test_the_curves_exist_when_the_grid_has_no_zero_min_area():
+    truth, probs = synthetic()
+    section = {**SECTION, "min_areas": [30, 60]}
+    decision, _, curves = search(Probs(np.arange(len(truth)).astype(str), to_levels(probs)), truth, section)
+    assert decision.min_area in (30, 60) and curves["plain"].shape == curves["chosen"].shape == (61,)
 
 
 def test_empty_head_cut_is_tuned_when_the_head_exists():
