@@ -94,6 +94,13 @@ def add_pseudo_labels(images, depths, masks, config: dict, layout: InputLayout, 
             np.concatenate([masks, pseudo_masks]))
 
 
+def gate_by_head(probs: torch.Tensor, head_logits: torch.Tensor | None) -> torch.Tensor:
+    """(N, H, W) probabilities with the images whose head says P(salt) < 0.5 zeroed."""
+    if head_logits is None:
+        return probs
+    return probs * (head_logits.float().view(-1, 1, 1) >= 0).to(probs.dtype)  # logit >= 0 <=> P >= 0.5
+
+
 class FoldTrainer:
     """Everything one fold's training holds; `run()` trains from the start or the last checkpoint."""
 
@@ -180,16 +187,18 @@ class FoldTrainer:
 
     @torch.no_grad()
     def validate(self, loss_fn) -> tuple[float, np.ndarray]:
-        """Validation loss and probabilities (N, 101, 101), no TTA."""
+        """Validation loss and probabilities (N, 101, 101), no TTA; with an image head, the masks of the
+        images it calls empty (P(salt) < 0.5) are zeroed, as at prediction time, so that the score that
+        picks the best checkpoint is the one a submission would see."""
         self.model.eval()
         losses, probs = [], []
         for x, y in self.val_loader:
             x, y = memory_format(x.to(self.device), self.config), y.to(self.device)
             with autocast(self.config, self.device):
-                logits, _ = self.model(x)
+                logits, head = self.model(x)
             logits = from_canvas(logits.float(), self.config["data"]["input_mode"])
             losses.append(loss_fn(logits, y).item() * len(x))
-            probs.append(torch.sigmoid(logits)[:, 0].cpu().numpy())
+            probs.append(gate_by_head(torch.sigmoid(logits)[:, 0], head).cpu().numpy())
         return sum(losses) / len(self.val_set), np.concatenate(probs)
 
     def checkpoint_state(self, epoch: int) -> dict:

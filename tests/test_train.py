@@ -81,3 +81,10 @@ def test_fold_argument_takes_a_number_a_list_or_all(tmp_path):
         train.fold_list("all", work)
     with pytest.raises(PipelineError, match="--fold must be"):
         train.fold_list("first", work)
+
+
+def test_validation_empties_the_images_the_head_calls_empty():
+    probs = torch.full((3, 2, 2), 0.8)
+    gated = train.gate_by_head(probs, torch.tensor([[2.0], [-0.1], [0.0]]))
+    assert gated[:, 0, 0].tolist() == pytest.approx([0.8, 0.0, 0.8])
+    assert train.gate_by_head(probs, None) is probs
