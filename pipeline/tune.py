@@ -17,7 +17,7 @@ from .config import load_config
 from .data import load_train
 from .errors import run_stage
 from .folds import read_folds
-from .metric import binarize, grid_counts, image_scores, mean_score, scores_from_counts
+from .metric import grid_counts, image_scores, mean_score, scores_from_counts
 from .paths import ExperimentLayout, WorkLayout
 from .postprocess import Decision, emptied, masks_from_probs
 from .store import Probs, load_probs, write_json
@@ -63,7 +63,8 @@ def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray,
     decision, cv, curves = search(probs, truth, section)
     masks = masks_from_probs(probs, decision)
     per_image = image_scores(truth, masks)
-    at_05 = mean_score(truth, binarize(probs.levels, 0.5))
+    untuned = Decision(0.5, 0, None if probs.empty_prob is None else 0.5)  # the head's natural cut, if any
+    at_05 = mean_score(truth, masks_from_probs(probs, untuned))
     result = {"decision": decision.to_dict(), "cv_score": round(cv, 5), "cv_score_at_0.5": round(float(at_05), 5),
               "fold_scores": {int(f): round(float(per_image[split == f].mean()), 5) for f in np.unique(split)},
               "images": int(len(truth))}
@@ -94,7 +95,7 @@ def run_tune(config: dict, layout, work: WorkLayout) -> dict:
     probs = oof_probs(exp, sorted(set(split))).subset(train.ids)
     result = tune(probs, train.masks, train.images, split, config, exp)
     d = result["decision"]
-    print(f"CV mAP {result['cv_score']:.4f} (at 0.5: {result['cv_score_at_0.5']:.4f}) with threshold "
+    print(f"CV mAP {result['cv_score']:.4f} (at 0.5, untuned: {result['cv_score_at_0.5']:.4f}) with threshold "
           f"{d['threshold']}, min area {d['min_area']}, empty cut {d['empty_cut']}; wrote {exp.tune_json}")
     return result
 
