@@ -3,6 +3,7 @@
 #
 #   bash run.sh --demo                          # generated demo data, tiny model, a few minutes on a CPU
 #   bash run.sh [--config FILE] [--input DIR]   # default: pipeline/configs/default.yaml on input/
+#                                               # (no data in input/ and no --input: the demo)
 #   options: --workdir DIR   where folds/, experiments/, submissions/ go (default: the repo; $TGS_WORKDIR)
 #            --only STAGE    run just one stage          --from STAGE   start at a stage
 #            --force         rerun stages whose outputs exist (retrains folds)
@@ -13,7 +14,7 @@ cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 STAGES=(folds train predict tune submit)
 config=pipeline/configs/default.yaml
-input=${TGS_INPUT:-input}
+input=${TGS_INPUT:-input} input_given=${TGS_INPUT:+1}
 workdir=${TGS_WORKDIR:-.}
 only="" from="" force=0 demo=0 overrides=()
 
@@ -22,13 +23,13 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --demo) demo=1 ;;
     --config) config=${2:?--config needs a file}; shift ;;
-    --input) input=${2:?--input needs a folder}; shift ;;
+    --input) input=${2:?--input needs a folder} input_given=1; shift ;;
     --workdir) workdir=${2:?--workdir needs a folder}; shift ;;
     --only) only=${2:?--only needs a stage}; shift ;;
     --from) from=${2:?--from needs a stage}; shift ;;
     --force) force=1 ;;
     --) shift; overrides=("$@"); break ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see: bash run.sh --help)" ;;
   esac
   shift
@@ -36,6 +37,10 @@ done
 for s in $only $from; do [[ " ${STAGES[*]} " == *" $s "* ]] || die "unknown stage '$s'; stages: ${STAGES[*]}"; done
 
 "$PYTHON" -m pipeline.deps
+if [[ $demo == 0 && -z $input_given && ! -e $input/train.csv && ! -e $input/train ]]; then
+  echo "no Kaggle data in $input/ (see input/README.md): running the demo on generated data instead"
+  demo=1
+fi
 if [[ $demo == 1 ]]; then
   config=pipeline/configs/demo.yaml workdir=demo input=demo/input
   "$PYTHON" -m pipeline.demo --out "$input"
