@@ -20,9 +20,9 @@ import pandas as pd
 from . import cli
 from .config import load_config
 from .errors import run_stage
-from .data import load_train
+from .data import TrainSet, load_train
 from .folds import read_folds
-from .paths import InputLayout, WorkLayout
+from .paths import WorkLayout
 from .predict import load_models, predict_images
 from .runtime import pick_device
 from .store import Probs, to_levels, write_text
@@ -30,10 +30,9 @@ from .train import check_config, fold_list, train_fold
 from .tune import search
 
 
-def tuned_score(config: dict, layout: InputLayout, work: WorkLayout, folds: list[int]) -> float:
-    """mAP of the folds' pooled validation predictions (best checkpoints, flip TTA) under one tuned decision."""
-    train = load_train(layout, work)
-    split = read_folds(work, train.ids)["fold"].to_numpy()
+def tuned_score(config: dict, work: WorkLayout, train: TrainSet, split: np.ndarray, folds: list[int]) -> float:
+    """mAP of the folds' pooled validation predictions (best checkpoints, flip TTA) under one tuned decision;
+    `split` gives each training image's fold."""
     device = pick_device()
     probs, heads = [], []
     for fold in folds:
@@ -88,11 +87,13 @@ def main(argv=None) -> None:
     for config in configs:
         check_config(config)  # every name is checked before hours of training start
     folds = fold_list(args.fold, work)
+    train = load_train(layout, work)  # loaded once: every config is scored on the same images
+    split = read_folds(work, train.ids)["fold"].to_numpy()
     tuned = {}
     for config in configs:
         for fold in folds:
             train_fold(config, layout, work, fold, resume=True)
-        tuned[config["name"]] = tuned_score(config, layout, work, folds)
+        tuned[config["name"]] = tuned_score(config, work, train, split, folds)
     table = summarize(work, args.configs, folds, tuned, args.fold)
     out = args.out or work.root / "experiments" / "ablations.md"
     write_text(out, markdown(table))
