@@ -3,10 +3,10 @@
     python -m pipeline.ablate pipeline/configs/ablations/*.yaml [--fold 0|0,1|all] [--input DIR] [--out FILE.md]
 
 Each config trains (or resumes, or is skipped when done) on the same folds. The table gives, per config,
-`tuned_mAP`: the mAP of the folds' validation images predicted by each fold's best checkpoint with flip
-TTA, pooled, under one tuned decision (threshold, minimum area, and the image head's cut when it has
-one) -- with `--fold all` that is the k-fold CV score, as `tune` computes it for a submission --, its
-gain over the first config, the best validation mAP seen during training (mean over folds; threshold
+`tuned_mAP`: the mAP of the folds' validation images predicted by each fold's weights as `predict` picks
+them (best checkpoint, or the averaged snapshots with predict.use_snapshots) with flip TTA, pooled, under
+one tuned decision (threshold, minimum area, and the image head's cut when it has one) -- with `--fold
+all` that is the k-fold CV score, as `tune` computes it for a submission --, its gain over the first config, the best validation mAP seen during training (mean over folds; threshold
 from a small grid, no TTA), and training minutes (all folds). Written as Markdown (default
 experiments/ablations.md).
 """
@@ -23,7 +23,7 @@ from .errors import run_stage
 from .data import TrainSet, load_train
 from .folds import read_folds
 from .paths import WorkLayout
-from .predict import load_models, predict_images
+from .predict import fold_weights, load_models, predict_images
 from .runtime import pick_device
 from .store import Probs, to_levels, write_text
 from .train import check_config, fold_list, train_fold
@@ -31,12 +31,14 @@ from .tune import search
 
 
 def tuned_score(config: dict, work: WorkLayout, train: TrainSet, split: np.ndarray, folds: list[int]) -> float:
-    """mAP of the folds' pooled validation predictions (best checkpoints, flip TTA) under one tuned decision;
+    """mAP of the folds' pooled validation predictions (the fold's weights as predict picks them: best
+    checkpoint or averaged snapshots; flip TTA) under one tuned decision;
     `split` gives each training image's fold."""
     device = pick_device()
     probs, heads = [], []
     for fold in folds:
-        models = load_models(config, [work.experiment(config["name"]).best_checkpoint(fold)], device)
+        weights = fold_weights(work.experiment(config["name"]), fold, config["predict"]["use_snapshots"])
+        models = load_models(config, weights, device)  # the checkpoints predict would use
         val = split == fold
         fold_probs, head = predict_images(models, train.images[val], train.depths[val], config, device)
         probs.append(to_levels(fold_probs))
