@@ -6,8 +6,9 @@ Each config trains (or resumes, or is skipped when done) on the same folds. The 
 `tuned_mAP`: the mAP of the folds' validation images predicted by each fold's weights as `predict` picks
 them (best checkpoint, or the averaged snapshots with predict.use_snapshots) with flip TTA, pooled, under
 one tuned decision (threshold, minimum area, and the image head's cut when it has one) -- with `--fold
-all` that is the k-fold CV score, as `tune` computes it for a submission --, its gain over the first config, the best validation mAP seen during training (mean over folds; threshold
-from a small grid, no TTA), and training minutes (all folds). Written as Markdown (default
+all` that is the k-fold CV score, as `tune` computes it for a submission --, its gain over the first
+config, the best validation mAP seen during training (mean over folds; threshold from a small grid, no
+TTA), and training minutes (all folds). Written as Markdown (default
 experiments/ablations.md).
 """
 from __future__ import annotations
