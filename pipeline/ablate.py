@@ -1,4 +1,4 @@
-"""Stage: train one fold of several experiments and tabulate their validation scores.
+"""Stage: train the same folds of several experiments and tabulate their validation scores.
 
     python -m pipeline.ablate pipeline/configs/ablations/*.yaml [--fold 0|0,1|all] [--input DIR] [--out FILE.md]
 
