@@ -18,35 +18,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import cli
-from .config import load_config
-from .errors import run_stage
-from .data import TrainSet, load_train
-from .folds import read_folds
-from .paths import WorkLayout
-from .predict import fold_weights, load_models, predict_images
-from .runtime import pick_device
-from .store import Probs, to_levels, write_text
-from .train import check_config, fold_list, train_fold
-from .tune import search
+from .lib import cli
+from .lib.config import Config, load_config
+from .lib.data import TrainSet, load_train
+from .lib.errors import run_stage
+from .lib.folds import fold_list, read_folds
+from .lib.inference import out_of_fold
+from .lib.paths import WorkLayout
+from .lib.runtime import pick_device
+from .lib.store import Probs, write_text
+from .lib.training import train_fold
+from .lib.tuning import search
 
 
-def tuned_score(config: dict, work: WorkLayout, train: TrainSet, split: np.ndarray, folds: list[int]) -> float:
-    """mAP of the folds' pooled validation predictions (the fold's weights as predict picks them: best
-    checkpoint or averaged snapshots; flip TTA) under one tuned decision;
-    `split` gives each training image's fold."""
-    device = pick_device()
-    probs, heads = [], []
-    for fold in folds:
-        weights = fold_weights(work.experiment(config["name"]), fold, config["predict"]["use_snapshots"])
-        models = load_models(config, weights, device)  # the checkpoints predict would use
-        val = split == fold
-        fold_probs, head = predict_images(models, train.images[val], train.depths[val], config, device)
-        probs.append(to_levels(fold_probs))
-        heads.append(head)
+def tuned_score(config: Config, work: WorkLayout, train: TrainSet, split: np.ndarray, folds: list[int]) -> float:
+    """mAP of the folds' pooled out-of-fold predictions (made as predict makes them) under one tuned
+    decision; `split` gives each training image's fold."""
+    device, exp = pick_device(), work.experiment(config.name)
+    parts = [out_of_fold(config, exp, train.ids, train.images, train.depths, split, fold, device)[0] for fold in folds]
+    oof = Probs.concat(parts)
     order = np.concatenate([np.flatnonzero(split == fold) for fold in folds])  # the rows stacked above
-    oof = Probs(train.ids[order], np.concatenate(probs), None if heads[0] is None else np.concatenate(heads))
-    _, score, _ = search(oof, train.masks[order], config["tune"])
+    _, score, _ = search(oof, train.masks[order], config.tune)
     return round(score, 4)
 
 
@@ -86,9 +78,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=None, help="Markdown table (default: experiments/ablations.md)")
     args = p.parse_args(argv)
     layout, work = cli.layouts(args)
-    configs = [load_config(path) for path in args.configs]
-    for config in configs:
-        check_config(config)  # every name is checked before hours of training start
+    configs = [load_config(path) for path in args.configs]  # every config is checked before hours of training
     folds = fold_list(args.fold, work)
     train = load_train(layout, work)  # loaded once: every config is scored on the same images
     split = read_folds(work, train.ids)["fold"].to_numpy()
@@ -96,7 +86,7 @@ def main(argv=None) -> None:
     for config in configs:
         for fold in folds:
             train_fold(config, layout, work, fold, resume=True)
-        tuned[config["name"]] = tuned_score(config, work, train, split, folds)
+        tuned[config.name] = tuned_score(config, work, train, split, folds)
     table = summarize(work, args.configs, folds, tuned, args.fold)
     out = args.out or work.root / "experiments" / "ablations.md"
     write_text(out, markdown(table))

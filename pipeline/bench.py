@@ -19,21 +19,23 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import paths, rle
-from .augment import build_augment
-from .config import load_config
-from .data import load_test, load_train
-from .dataset import SaltDataset
-from .device_batches import DeviceBatches
-from .errors import PipelineError, run_stage
-from .folds import make_folds, write_folds
-from .geometry import from_canvas, tta_logits
-from .losses import make_loss
-from .metric import threshold_grid_scores
-from .models import build_model
-from .paths import CONFIG_DIR, InputLayout, WorkLayout
-from .store import to_levels
-from .runtime import autocast, make_optimizer, memory_format
+from .lib import paths, rle
+from .lib.augment import build_augment
+from .lib.config import load_config
+from .lib.data import load_test, load_train
+from .lib.dataset import SaltDataset
+from .lib.demo_data import make_demo
+from .lib.device_batches import DeviceBatches
+from .lib.errors import PipelineError, run_stage
+from .lib.folds import make_folds, write_folds
+from .lib.geometry import from_canvas
+from .lib.inference import Predictor
+from .lib.losses import make_loss
+from .lib.metric import threshold_grid_scores
+from .lib.models import build_model
+from .lib.paths import CONFIG_DIR, InputLayout, WorkLayout
+from .lib.runtime import autocast, make_optimizer, memory_format
+from .lib.store import to_levels, write_json
 
 REAL_TRAIN, REAL_TEST = 3200, 18800
 
@@ -61,10 +63,10 @@ def bench_load(layout: InputLayout, cache_root: Path) -> dict:
     return {"cold": round(cold, 3), "cached": round(cached, 3)}
 
 
-def bench_loader(train, config: dict, batches: int) -> float:
-    dataset = SaltDataset(train.images, train.depths, config, train.masks, build_augment(config["augment"]))
-    loader = DataLoader(dataset, batch_size=config["train"]["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=min(config["train"]["num_workers"], os.cpu_count() or 1))
+def bench_loader(train, config, batches: int) -> float:
+    dataset = SaltDataset(train.images, train.depths, config.data, train.masks, build_augment(config.augment))
+    loader = DataLoader(dataset, batch_size=config.train.batch_size, shuffle=True, drop_last=True,
+                        num_workers=min(config.train.num_workers, os.cpu_count() or 1))
     started, seen = time.perf_counter(), 0
     for n, (x, _) in enumerate(loader):
         seen += len(x)
@@ -73,7 +75,7 @@ def bench_loader(train, config: dict, batches: int) -> float:
     return seen / (time.perf_counter() - started)
 
 
-def bench_device_batches(train, config: dict, device: torch.device, batches: int) -> float:
+def bench_device_batches(train, config, device: torch.device, batches: int) -> float:
     """The same augmentations done on whole batches on `device` (train.gpu_augment)."""
     loader = DeviceBatches(train.images, train.depths, train.masks, config, device, torch.Generator().manual_seed(0))
     next(iter(loader))
@@ -87,17 +89,17 @@ def bench_device_batches(train, config: dict, device: torch.device, batches: int
     return seen / (time.perf_counter() - started)
 
 
-def bench_model(config: dict, device: torch.device, steps: int) -> dict:
-    """Training and flip-TTA inference throughput of the config's model on random 128x128 batches."""
-    model = memory_format(build_model(config).to(device), config)
-    optimizer, loss_fn = make_optimizer(config, model), make_loss(config["train"]["loss"])
-    batch = config["train"]["batch_size"]
-    channels = len(config["data"]["channels"])
-    x = memory_format(torch.randn(batch, channels, 128, 128, device=device), config)
-    y = (torch.rand(batch, 1, 101, 101, device=device) > 0.5).float()
+def bench_model(config, images: np.ndarray, device: torch.device, steps: int) -> dict:
+    """Training throughput of the config's model on random 128x128 batches, and flip-TTA inference
+    throughput of the inference path (`Predictor`) on `images`."""
+    t = config.train
+    model = memory_format(build_model(config.model, config.in_channels).to(device), t.channels_last)
+    optimizer, loss_fn = make_optimizer(t, model), make_loss(t.loss)
+    x = memory_format(torch.randn(t.batch_size, config.in_channels, 128, 128, device=device), t.channels_last)
+    y = (torch.rand(t.batch_size, 1, 101, 101, device=device) > 0.5).float()
 
     def train_step():
-        with autocast(config, device):
+        with autocast(t.amp, device):
             logits, _ = model(x)
             loss = loss_fn(from_canvas(logits.float(), "pad128"), y)
         optimizer.zero_grad(set_to_none=True)
@@ -108,29 +110,24 @@ def bench_model(config: dict, device: torch.device, steps: int) -> dict:
     train_step()  # warm-up: allocations, cudnn autotuning
     sync(device)
     train_s = timed(lambda: ([train_step() for _ in range(steps)], sync(device)))
-    model.eval()
-    out = {"train_images_per_s": round(steps * batch / train_s, 1),
-           "infer_images_per_s": infer_rate(model, config, device, steps, config["predict"]["batch_size"])}
+    out = {"train_images_per_s": round(steps * t.batch_size / train_s, 1),
+           "infer_images_per_s": infer_rate(model, config, device, images)}
     if device.type == "cpu":  # the setting before the fix: contiguous tensors, batches of 256
-        out["infer_images_per_s_before"] = infer_rate(model.to(memory_format=torch.contiguous_format),
-                                                      {**config, "train": {**config["train"], "channels_last": False}},
-                                                      device, steps, 256)
+        before = config.model_copy(update={"train": t.model_copy(update={"channels_last": False}),
+                                           "predict": config.predict.model_copy(update={"batch_size": 256})})
+        out["infer_images_per_s_before"] = infer_rate(model.to(memory_format=torch.contiguous_format), before,
+                                                      device, images)
     return out
 
 
-def infer_rate(model, config: dict, device: torch.device, steps: int, batch: int) -> float:
-    """Flip-TTA inference throughput, counting both views of each image."""
-    x = memory_format(torch.randn(batch, len(config["data"]["channels"]), 128, 128, device=device), config)
-
-    @torch.inference_mode()
-    def step():
-        with autocast(config, device):
-            tta_logits(model, x, "hflip")
-
-    step()
-    sync(device)
-    seconds = timed(lambda: ([step() for _ in range(steps)], sync(device)))
-    return round(2 * steps * batch / seconds, 1)
+def infer_rate(model, config, device: torch.device, images: np.ndarray) -> float:
+    """Flip-TTA inference throughput of the inference path, counting both views of each image."""
+    predictor = Predictor([model], config.model_copy(update={"predict": config.predict.model_copy(
+        update={"tta": "hflip"})}), device)
+    depths = np.zeros(len(images), np.float32)
+    predictor(images[:8], depths[:8])  # warm-up
+    seconds = timed(lambda: (predictor(images, depths), sync(device)))
+    return round(2 * len(images) / seconds, 1)
 
 
 def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
@@ -139,7 +136,6 @@ def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
               "data": str(layout.root) if real else "generated demo data", "torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
         if not real:
-            from .demo import make_demo
             layout = InputLayout(Path(tmp) / "input")
             make_demo(layout.root, n_train=400, n_test=400)
         result["load_seconds"] = bench_load(layout, Path(tmp) / "work")
@@ -154,8 +150,9 @@ def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
     default = load_config(CONFIG_DIR / "default.yaml")
     result["loader_samples_per_s"] = round(bench_loader(train, default, batches=max(steps, 20)), 1)
     result["loader_samples_per_s_device_batches"] = round(bench_device_batches(train, default, device, 40), 1)
+    images = np.resize(train.images, (steps * 64, 101, 101))
     for name in ("default", "cpu"):
-        result[name] = bench_model(load_config(CONFIG_DIR / f"{name}.yaml"), device, steps)
+        result[name] = bench_model(load_config(CONFIG_DIR / f"{name}.yaml"), images, device, steps)
     masks = np.resize(train.masks, (REAL_TRAIN, 101, 101))
     rng = np.random.default_rng(0)
     probs = to_levels(np.clip(masks * 0.7 + rng.random(masks.shape, np.float32) * 0.5, 0, 1))
@@ -181,7 +178,6 @@ def main(argv=None) -> None:
         raise PipelineError("--device cuda, but torch sees no GPU; use --device cpu")
     steps = args.steps or (30 if device.type == "cuda" else 3)
     result = bench(InputLayout(paths.input_dir(args.input)), device, steps)
-    from .store import write_json
     write_json(Path(args.out), result)
     import json
     print(json.dumps(result, indent=2))

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cli
-from .config import load_config
-from .errors import PipelineError, run_stage
-from .metric import binarize
-from .paths import WorkLayout
-from .store import Probs, atomic_path, from_levels, load_probs
-from .submit import stored_decision
+from .lib import cli
+from .lib.config import load_config
+from .lib.errors import PipelineError, run_stage
+from .lib.metric import binarize
+from .lib.paths import WorkLayout
+from .lib.postprocess import stored_decision
+from .lib.store import Probs, atomic_path, from_levels, load_probs
 
 
 def confident(probs: Probs, low: float, high: float, share: float) -> np.ndarray:
@@ -32,7 +32,7 @@ def pseudo_label(work: WorkLayout, name: str, low: float, high: float, share: fl
     exp = work.experiment(name)
     probs = load_probs(exp.test_probs)
     keep = confident(probs, low, high, share)
-    threshold = stored_decision(work, name).threshold
+    threshold = stored_decision(exp).threshold
     masks = binarize(probs.levels[keep], threshold)
     with atomic_path(exp.pseudo_labels) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, ids=probs.ids[keep], masks=masks)
@@ -52,7 +52,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     config = load_config(args.config)
     _, work = cli.layouts(args)
-    pseudo_label(work, config["name"], args.low, args.high, args.confident)
+    pseudo_label(work, config.name, args.low, args.high, args.confident)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import cli, plots, rle
-from .config import load_config
-from .data import load_test, load_train, read_csv
-from .folds import read_folds
-from .errors import PipelineError, run_stage
-from .paths import InputLayout, WorkLayout
-from .postprocess import Decision, masks_from_probs
-from .store import Probs, atomic_path, load_probs, read_json, save_probs, to_levels, from_levels
-from .tune import run_tune
+from .lib import cli, plots, rle
+from .lib.config import load_config
+from .lib.data import load_test, load_train, read_csv
+from .lib.errors import PipelineError, run_stage
+from .lib.folds import read_folds
+from .lib.paths import InputLayout, WorkLayout
+from .lib.postprocess import Decision, masks_from_probs, stored_decision
+from .lib.store import Probs, atomic_path, from_levels, load_probs, save_probs, to_levels
+from .lib.tuning import run_tune
 
 
 def sample_ids(layout: InputLayout) -> list[str]:
@@ -48,11 +48,6 @@ def write_submission(path: Path, ids: list[str], masks: np.ndarray) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def stored_decision(work: WorkLayout, name: str) -> Decision:
-    path = work.experiment(name).tune_json
-    return Decision.from_dict(read_json(path)["decision"]) if path.exists() else Decision()
-
-
 def submit(layout: InputLayout, work: WorkLayout, name: str, decision: Decision) -> Path:
     path = work.experiment(name).test_probs
     probs = check_ids(load_probs(path), sample_ids(layout), path)
@@ -70,7 +65,7 @@ def submit(layout: InputLayout, work: WorkLayout, name: str, decision: Decision)
 
 def average(probs: list[Probs], ids) -> Probs:
     parts = [p.subset(ids) for p in probs]
-    heads = [p.empty_prob for p in parts]
+    heads = [p.salt_prob for p in parts]
     head = None if any(h is None for h in heads) else np.mean(heads, axis=0)
     return Probs(np.asarray(ids), to_levels(np.mean([from_levels(p.levels) for p in parts], axis=0)), head)
 
@@ -90,9 +85,7 @@ def ensemble(layout: InputLayout, work: WorkLayout, names: list[str]) -> str:
     for fold in sorted(split["fold"].unique()):
         fold_ids = split.loc[split["fold"] == fold, "id"].tolist()
         save_probs(target.oof_probs(fold), average([load_probs(e.oof_probs(fold)) for e in exps], fold_ids))
-    config = load_config(exps[0].config_yaml)
-    config["name"] = name
-    run_tune(config, layout, work)
+    run_tune(name, load_config(exps[0].config_yaml).tune, layout, work)
     return name
 
 
@@ -107,7 +100,7 @@ def main(argv=None) -> None:
     layout, work = cli.layouts(args)
     names = [n for n in (args.experiments or "").split(",") if n]
     name = Path(args.config).stem if args.config else names[0] if len(names) == 1 else ensemble(layout, work, names)
-    decision = stored_decision(work, name)
+    decision = stored_decision(work.experiment(name))
     if args.threshold is not None or args.min_area is not None:
         decision = Decision(args.threshold if args.threshold is not None else decision.threshold,
                             args.min_area if args.min_area is not None else decision.min_area,

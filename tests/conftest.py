@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.demo import make_demo
-from pipeline.paths import REPO
+from pipeline.lib.demo_data import make_demo
+from pipeline.lib.paths import REPO
 
 SHARED = REPO.parent / "shared" / "tgs-salt"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/tgs-salt is not present")

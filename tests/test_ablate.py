@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.ablate import markdown, summarize
-from pipeline.paths import WorkLayout
+from pipeline.lib.paths import WorkLayout
 
 
 def test_summary_compares_each_experiment_with_the_first(tmp_path):
@@ -24,7 +24,7 @@ def test_summary_compares_each_experiment_with_the_first(tmp_path):
 
 def test_ablate_trains_scores_and_writes_the_table(demo_input, tmp_path):
     from pipeline import ablate, folds
-    from pipeline.paths import CONFIG_DIR
+    from pipeline.lib.paths import CONFIG_DIR
     folds.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--n-folds", "3"])
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text(f"base: {CONFIG_DIR / 'demo.yaml'}\nmodel:\n  decoder_channels: [16, 16, 8, 8, 8]\n"

@@ -1,77 +1,149 @@
+"""The typed config: overrides, bases, and a one-line error for every bad key, value, type or combination."""
 import pytest
+import yaml
 
-from pipeline.config import load_config, parse_override
-from pipeline.errors import PipelineError
-from pipeline.models import build_model
-from pipeline.paths import CONFIG_DIR
-from pipeline.schedule import lr_at
-from pipeline.train import check_config
+from pipeline.lib.config import Config, load_config, parse_override, save_config
+from pipeline.lib.errors import PipelineError
+from pipeline.lib.paths import CONFIG_DIR
+
+DEMO = CONFIG_DIR / "demo.yaml"
 
 
 def test_overrides_nest_and_parse_yaml_values():
     assert parse_override("train.epochs=3") == {"train": {"epochs": 3}}
     assert parse_override("data.channels=[gray,depth]") == {"data": {"channels": ["gray", "depth"]}}
-    config = load_config(CONFIG_DIR / "demo.yaml", ["train.epochs=7", "model.attention=scse"])
-    assert config["train"]["epochs"] == 7 and config["model"]["attention"] == "scse"
-    assert config["name"] == "demo"
+    config = load_config(DEMO, ["train.epochs=7", "model.attention=scse", "model.decoder_channels=[32,32,16,16,16]"])
+    assert config.train.epochs == 7 and config.model.attention == "scse"
+    assert config.name == "demo"
+
+
+def test_exponent_notation_is_a_number():
+    """YAML reads 1e-3 (no dot) as a string; the schema makes it the number it means."""
+    config = load_config(DEMO, ["train.lr=1e-3", "train.min_lr=1e-5"])
+    assert config.train.lr == 0.001 and isinstance(config.train.lr, float)
 
 
 def test_unknown_key_lists_the_valid_keys_of_its_section(tmp_path):
     with pytest.raises(PipelineError, match=r"unknown config key 'train\.epoch'.*epochs"):
-        load_config(CONFIG_DIR / "demo.yaml", ["train.epoch=1"])
+        load_config(DEMO, ["train.epoch=1"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  encoderr: resnet34\n")
-    with pytest.raises(PipelineError, match="unknown config key 'model.encoderr'; valid keys in model: arch"):
+    with pytest.raises(PipelineError, match=rf"config {bad}: unknown config key 'model.encoderr'; valid keys in "
+                                            "model: arch"):
         load_config(bad)
 
 
-def test_malformed_inputs(tmp_path):
-    with pytest.raises(PipelineError, match="must look like"):
-        load_config(CONFIG_DIR / "demo.yaml", ["train.epochs"])
+@pytest.mark.parametrize("text, message", [
+    ("", "is empty"),
+    ("# only a comment\n", "is empty"),
+    ("- train\n", "must be a mapping of sections"),
+    ("train: 5\n", r"train = 5: Input should be a valid dictionary"),
+    ("train:\n  epochs: 2\n  epochs: 3\n", "key 'epochs' appears twice"),
+    ("train: [unclosed\n", "not valid YAML"),
+    ("name: other\n", "remove the key 'name'"),
+])
+def test_malformed_files_name_the_file(tmp_path, text, message):
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(PipelineError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_file_and_malformed_override(tmp_path):
     with pytest.raises(PipelineError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("train: [unclosed\n")
-    with pytest.raises(PipelineError, match="not valid YAML"):
-        load_config(broken)
+    with pytest.raises(PipelineError, match="must look like"):
+        load_config(DEMO, ["train.epochs"])
+    with pytest.raises(PipelineError, match="must look like"):
+        load_config(DEMO, ["train..epochs=1"])
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.arch=Unett", "valid: Unet, UnetPlusPlus, FPN"),
-    ("model.encoder=resnet35", "valid: .*resnet34"),
-    ("train.loss={lovaz: 1}", "unknown loss 'lovaz'"),
+    ("train.epochs=abc", r"train\.epochs = 'abc': Input should be a valid integer"),
+    ("train.batch_size=0", r"train\.batch_size = 0: Input should be greater than or equal to 1"),
+    ("train.lr=-1", r"train\.lr = -1: Input should be greater than 0"),
+    ("train.weight_decay=-1", r"train\.weight_decay = -1: Input should be greater than or equal to 0"),
+    ("train.num_workers=-1", r"train\.num_workers = -1"),
+    ("train.val_every=0", r"train\.val_every = 0"),
+    ("augment.hflip.p=abc", r"augment\.hflip\.p = 'abc': Input should be a valid number"),
+    ("augment.hflip.p=1.5", r"augment\.hflip\.p = 1\.5: Input should be less than or equal to 1"),
+    ("augment.gamma={p: 0.5, low: 130, high: 90}", "low .* must not exceed high"),
+    ("tune.thresholds.num=0", r"tune\.thresholds\.num = 0"),
+    ("tune.thresholds={start: 0.7, stop: 0.3}", r"start \(0\.7\) must not exceed stop"),
+    ("tune.min_areas=[]", r"tune\.min_areas = \[\]: List should have at least 1 item"),
+    ("tune.empty_cuts=[1.5]", "each cut is null"),
+    ("model.decoder_channels=[8]", r"model\.decoder_channels = \[8\]: List should have at least 5 items"),
+    ("model.decoder_channels=[16,16,8,8,0]", "at least 1 channel"),
+    ("train=5", "train = 5: Input should be a valid dictionary"),
+    ("train.epochs=3.5", r"train\.epochs = 3\.5"),
+    ("train.deep_supervision=maybe", r"train\.deep_supervision = 'maybe': Input should be a valid boolean"),
+])
+def test_bad_values_are_one_line_with_key_value_and_rule(override, message):
+    with pytest.raises(PipelineError, match=message) as err:
+        load_config(DEMO, [override])
+    assert str(err.value).startswith(f"config {DEMO} with {override}:") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.arch=Unett", r"model\.arch = 'Unett': not a registered name; valid: Unet, UnetPlusPlus, FPN"),
+    ("model.encoder=resnet35", r"model\.encoder = 'resnet35'.*valid: .*resnet34"),
+    ("model.attention=cbam", r"model\.attention = 'cbam'.*valid: none, scse"),
+    ("train.loss={lovaz: 1}", r"train\.loss\.lovaz = 'lovaz': not a registered name; valid: bce, dice, lovasz"),
+    ("train.loss_after={}", "a loss needs at least one term"),
+    ("train.loss={bce: 0}", "every loss weight must be above 0"),
     ("train.optimizer=rmsprop", "valid: adam, adamw, sgd"),
+    ("train.amp=fp8", "valid: bf16, fp16, none"),
+    ("predict.tta=vflip", "valid: none, hflip"),
     ("data.input_mode=pad100", "valid: pad128, resize256"),
     ("data.channels=[depth]", "must start with gray"),
+    ("data.channels=[gray,gray]", "each once"),
+    ("data.channels=[gray,height]", r"data\.channels\.1 = 'height'.*valid: gray, depth, coord"),
     ("augment.hflip={p: 0.5, q: 1}", "valid keys in augment.hflip: p"),
-    ("augment.flip={p: 0.5}", "valid keys in augment: affine"),
+    ("augment.flip={p: 0.5}", "valid keys in augment: hflip, affine"),
 ])
-def test_bad_names_are_reported_with_the_valid_ones(override, message):
+def test_bad_names_list_the_registered_ones(override, message):
     with pytest.raises(PipelineError, match=message):
-        config = load_config(CONFIG_DIR / "demo.yaml", [override])
-        check_config(config)
-        build_model(config)
+        load_config(DEMO, [override])
 
 
-@pytest.mark.parametrize("name", ["default", "cpu", "demo"])
-def test_shipped_configs_are_valid(name):
-    config = load_config(CONFIG_DIR / f"{name}.yaml")
-    check_config(config)
-    assert config["model"]["encoder_weights"] == "none"  # offline: nothing to download
+@pytest.mark.parametrize("overrides, message", [
+    (["model.hypercolumn=true", "model.arch=UnetPlusPlus"], "hypercolumn needs arch Unet, not UnetPlusPlus"),
+    (["model.attention=scse", "model.arch=FPN"], "attention scse needs arch Unet or UnetPlusPlus"),
+    (["model.attention=scse"], r"at least 16 each, got \[64, 32, 16, 16, 8\]"),
+    (["train.warmup_epochs=3"], r"warmup_epochs \(3\) must be below epochs \(3\)"),
+    (["train.cycles=4"], r"cycles \(4\) must not exceed the epochs after warm-up \(3\)"),
+    (["train.switch_epoch=3"], r"switch_epoch \(3\) must be below epochs"),
+    (["train.min_lr=0.1"], "min_lr .* must not exceed lr"),
+    (["train.gpu_augment=true", "augment.blur={p: 0.5}"], "gpu_augment supports hflip, affine, brightness_contrast"),
+    (["train.deep_supervision=true"], "deep_supervision needs model.empty_head"),
+])
+def test_fields_that_must_agree(overrides, message):
+    with pytest.raises(PipelineError, match=message):
+        load_config(DEMO, overrides)
 
 
-def test_schedule_warms_up_then_anneals_per_cycle():
-    t = {"lr": 1.0, "min_lr": 0.0, "epochs": 10, "cycles": 2, "warmup_epochs": 1}
-    assert lr_at(0.0, t) < 0.01 and lr_at(0.5, t) == pytest.approx(0.5, abs=0.01)
-    assert lr_at(2.5, t) == pytest.approx(0.5)  # half-way through the first 5-epoch cycle
-    assert lr_at(4.999, t) < 1e-4 and lr_at(5.0, t) == pytest.approx(1.0)  # warm restart
+def test_every_shipped_config_is_valid():
+    for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+        config = load_config(path)
+        assert config.model.encoder_weights == "none", path  # offline: nothing to download
 
 
 def test_a_config_can_build_on_a_base(tmp_path):
-    (tmp_path / "child.yaml").write_text(f"base: {CONFIG_DIR / 'cpu.yaml'}\nmodel:\n  attention: scse\n")
+    (tmp_path / "child.yaml").write_text(f"base: {CONFIG_DIR / 'cpu.yaml'}\nmodel:\n  decoder_channels: "
+                                         "[128, 64, 32, 16, 16]\n  attention: scse\ntrain:\n  loss: {lovasz: 1}\n")
     config = load_config(tmp_path / "child.yaml")
-    assert config["name"] == "child" and config["model"]["attention"] == "scse"
-    assert config["model"]["encoder"] == "resnet18"  # from cpu.yaml
+    assert config.name == "child" and config.model.attention == "scse"
+    assert config.model.encoder == "resnet18"  # from cpu.yaml
+    assert config.train.loss == {"lovasz": 1.0}  # a loss table is replaced whole, not merged
     (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
     with pytest.raises(PipelineError, match="its own base"):
         load_config(tmp_path / "loop.yaml")
+
+
+def test_saved_config_loads_back_identical(tmp_path):
+    config = load_config(CONFIG_DIR / "default.yaml", ["train.lr=3e-4"])
+    save_config(tmp_path / "default.yaml", config)
+    assert "name" not in yaml.safe_load((tmp_path / "default.yaml").read_text())
+    assert load_config(tmp_path / "default.yaml") == config
+    assert Config.model_validate(config.resolved()) == config

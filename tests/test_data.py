@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from pipeline import folds
-from pipeline.data import load_test, load_train, read_image, read_mask
-from pipeline.errors import run_stage
-from pipeline.paths import REPO, InputLayout, WorkLayout
+from pipeline.lib.data import load_test, load_train, read_image, read_mask
+from pipeline.lib.errors import run_stage
+from pipeline.lib.paths import REPO, InputLayout, WorkLayout
 
 
 def test_images_and_masks_in_every_png_mode(tmp_path):

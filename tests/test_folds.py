@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.folds import coverage_classes, main, make_folds, read_folds
-from pipeline.paths import WorkLayout
+from pipeline.lib.errors import PipelineError
+from pipeline.folds import main
+from pipeline.lib.folds import coverage_classes, make_folds, read_folds
+from pipeline.lib.paths import WorkLayout
 
 
 def fake_coverage(n=500, seed=0):

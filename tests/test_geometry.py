@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from pipeline.config import DEFAULTS
-from pipeline.dataset import make_input, row_coordinate
-from pipeline.geometry import TTA, from_canvas, to_canvas, tta_logits
+from pipeline.lib.config import ModelConfig
+from pipeline.lib.dataset import make_input, row_coordinate
+from pipeline.lib.geometry import TTA, from_canvas, to_canvas, tta_logits
 
 
 def test_pad_then_crop_is_exact():
@@ -52,9 +52,8 @@ def test_input_channels():
 
 
 def test_model_output_is_canvas_sized_and_crops_to_101():
-    from pipeline.models import build_model
-    config = {**DEFAULTS, "model": {**DEFAULTS["model"], "encoder": "resnet18", "empty_head": True,
-                                    "decoder_channels": [32, 32, 16, 16, 16], "attention": "scse"}}
-    logits, head = build_model(config).eval()(torch.randn(2, 1, 128, 128))
+    from pipeline.lib.models import build_model
+    model = ModelConfig(encoder="resnet18", empty_head=True, decoder_channels=[32, 32, 16, 16, 16], attention="scse")
+    logits, head = build_model(model, 1).eval()(torch.randn(2, 1, 128, 128))
     assert logits.shape == (2, 1, 128, 128) and head.shape == (2, 1)
     assert from_canvas(logits, "pad128").shape == (2, 1, 101, 101)

@@ -1,28 +1,47 @@
+"""Every registered architecture (with and without the image head) builds and runs; start weights from a
+file; checkpoints rebuild the model alone, offline."""
 import pytest
 import segmentation_models_pytorch as smp
 import torch
 
-from pipeline.config import load_config
-from pipeline.errors import PipelineError
-from pipeline.models import build_model
-from pipeline.paths import CONFIG_DIR
+from pipeline.lib.checkpoints import (CheckpointSaver, load_checkpoint, model_from_checkpoint, save_checkpoint)
+from pipeline.lib.config import load_config
+from pipeline.lib.errors import PipelineError
+from pipeline.lib.models import ARCHS, TAKES_DECODER_CHANNELS, build_model
+from pipeline.lib.paths import CONFIG_DIR, WorkLayout
 
 SMALL = ["model.decoder_channels=[32,32,16,16,16]"]
 
 
+@pytest.mark.parametrize("empty_head", [False, True])
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_every_arch_builds_and_runs_on_a_128_batch(arch, empty_head):
+    config = load_config(CONFIG_DIR / "demo.yaml", SMALL + [f"model.arch={arch}", f"model.empty_head={empty_head}"])
+    model = build_model(config.model, config.in_channels).eval()
+    with torch.no_grad():
+        logits, head = model(torch.randn(2, 1, 128, 128))
+    assert logits.shape == (2, 1, 128, 128)
+    assert (head is None) != empty_head and (head is None or head.shape == (2, 1))
+
+
 @pytest.mark.parametrize("overrides, size", [
     (["model.hypercolumn=true", "model.attention=scse"], 128),
-    (["model.arch=FPN"], 128),
-    (["model.arch=UnetPlusPlus", "model.decoder_channels=[32,16,16,16,16]"], 128),
+    (["model.arch=UnetPlusPlus", "model.attention=scse"], 128),
     (["data.input_mode=resize256", "data.channels=[gray,depth,coord]", "model.empty_head=true"], 256),
 ])
-def test_model_variants_run(overrides, size):
+def test_model_options_run(overrides, size):
     config = load_config(CONFIG_DIR / "demo.yaml", SMALL + overrides)
-    model = build_model(config).eval()
+    model = build_model(config.model, config.in_channels).eval()
     with torch.no_grad():
-        logits, head = model(torch.randn(2, len(config["data"]["channels"]), size, size))
+        logits, _ = model(torch.randn(2, config.in_channels, size, size))
     assert logits.shape == (2, 1, size, size)
-    assert (head is not None) == config["model"]["empty_head"]
+
+
+def test_decoder_channels_reach_the_archs_that_take_them():
+    for arch in TAKES_DECODER_CHANNELS:
+        config = load_config(CONFIG_DIR / "demo.yaml", [f"model.arch={arch}", "model.decoder_channels=[40,32,24,16,8]"])
+        model = build_model(config.model, 1)
+        assert any(m.out_channels == 40 for m in model.modules() if isinstance(m, torch.nn.Conv2d)), arch
 
 
 def test_encoder_weights_from_a_local_file(tmp_path):
@@ -30,13 +49,66 @@ def test_encoder_weights_from_a_local_file(tmp_path):
     config = load_config(CONFIG_DIR / "demo.yaml", SMALL)
     source = smp.encoders.get_encoder("resnet18", in_channels=3, weights=None)
     torch.save(source.state_dict(), tmp_path / "encoder.pth")
-    config["model"]["encoder_weights"] = str(tmp_path / "encoder.pth")
-    loaded = build_model(config).net.encoder.state_dict()
+    model_section = config.model.model_copy(update={"encoder_weights": str(tmp_path / "encoder.pth")})
+    loaded = build_model(model_section, 1).net.encoder.state_dict()
     for name, tensor in source.state_dict().items():
         if name == "conv1.weight":
             assert torch.allclose(loaded[name], tensor.sum(1, keepdim=True))
         else:
             assert torch.equal(loaded[name], tensor), name
-    config["model"]["encoder_weights"] = str(tmp_path / "missing.pth")
     with pytest.raises(PipelineError, match="does not exist; use none, imagenet or a path"):
-        build_model(config)
+        build_model(config.model.model_copy(update={"encoder_weights": str(tmp_path / "missing.pth")}), 1)
+    torch.save(source, tmp_path / "whole_model.pth")  # a pickled module, not a state dict
+    with pytest.raises(PipelineError, match="is not a readable state dict"):
+        build_model(config.model.model_copy(update={"encoder_weights": str(tmp_path / "whole_model.pth")}), 1)
+
+
+def test_a_model_is_rebuilt_from_its_checkpoint_alone_without_start_weights(tmp_path):
+    """The checkpoint names a start-weights file that is gone (an offline kernel): prediction needs none."""
+    config = load_config(CONFIG_DIR / "demo.yaml", SMALL + ["model.empty_head=true"])
+    trained = build_model(config.model, 1)
+    gone = config.model_copy(update={"model": config.model.model_copy(update={"encoder_weights": "/gone/w.pth"})})
+    save_checkpoint(tmp_path / "best.pt", model=trained.state_dict(), config=gone.resolved(), epoch=0)
+    rebuilt, stored = model_from_checkpoint(tmp_path / "best.pt")
+    assert stored == gone
+    for (name, a), b in zip(trained.state_dict().items(), rebuilt.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(p.read_bytes()[:1000]), "is damaged or not a checkpoint"),
+    (lambda p: p.write_bytes(b"not a checkpoint at all"), "is damaged or not a checkpoint"),
+    (lambda p: torch.save({"weights": 1}, p), "lacks model and config"),
+    (lambda p: p.unlink(), "is missing"),
+])
+def test_damaged_checkpoints_are_one_line_errors_naming_the_file(tmp_path, damage, message):
+    config = load_config(CONFIG_DIR / "demo.yaml", SMALL)
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, model=build_model(config.model, 1).state_dict(), config=config.resolved())
+    damage(path)
+    with pytest.raises(PipelineError, match=rf"checkpoint {path} {message}"):
+        model_from_checkpoint(path)
+
+
+def test_weights_that_do_not_fit_their_own_config_are_not_called_a_config_change(tmp_path):
+    config = load_config(CONFIG_DIR / "demo.yaml", SMALL)
+    other = load_config(CONFIG_DIR / "demo.yaml")
+    save_checkpoint(tmp_path / "best.pt", model=build_model(other.model, 1).state_dict(), config=config.resolved())
+    with pytest.raises(PipelineError, match="do not fit the model its own config describes"):
+        model_from_checkpoint(tmp_path / "best.pt")
+
+
+def test_saver_writes_each_kind_and_clears_killed_saves(tmp_path):
+    config = load_config(CONFIG_DIR / "demo.yaml", SMALL)
+    exp = WorkLayout(tmp_path).experiment("demo")
+    exp.fold_dir(0).mkdir(parents=True)
+    (exp.fold_dir(0) / ".best.pt.x1y2.tmp").write_bytes(b"")
+    saver = CheckpointSaver(exp, 0, config)
+    assert not list(exp.fold_dir(0).glob(".*.tmp"))
+    model = build_model(config.model, 1)
+    saver.save_best(model, epoch=2, score=0.5)
+    saver.save_snapshot(model, cycle=1, step=30)
+    saver.save_last(model, epoch=2, step=30)
+    assert load_checkpoint(exp.best_checkpoint(0))["score"] == 0.5
+    assert load_checkpoint(exp.snapshot(0, 1))["step"] == 30 and exp.snapshots(0) == [exp.snapshot(0, 1)]
+    assert saver.load_last("cpu")["config"] == config.resolved()

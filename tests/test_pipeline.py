@@ -4,9 +4,9 @@ import subprocess
 
 import pandas as pd
 
-from pipeline import rle
-from pipeline.demo import make_demo
-from pipeline.paths import REPO
+from pipeline.lib import rle
+from pipeline.lib.demo_data import make_demo
+from pipeline.lib.paths import REPO
 
 TINY = ["model.decoder_channels=[16,16,8,8,8]", "train.epochs=1", "train.batch_size=8", "predict.batch_size=32"]
 

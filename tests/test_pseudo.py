@@ -3,12 +3,16 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import folds, train
-from pipeline.config import load_config
-from pipeline.losses import make_loss
-from pipeline.paths import CONFIG_DIR, InputLayout, WorkLayout
+from pipeline import folds
+from pipeline.lib.config import TrainConfig
+from pipeline.lib.data import load_test, load_train
+from pipeline.lib.fold_data import fold_data, pseudo_labelled
+from pipeline.lib.folds import read_folds
+from pipeline.lib.losses import make_loss
+from pipeline.lib.paths import InputLayout, WorkLayout
+from pipeline.lib.store import Probs, save_probs, to_levels
+from pipeline.lib.training import batch_loss
 from pipeline.pseudo import confident, pseudo_label
-from pipeline.store import Probs, save_probs, to_levels
 
 
 def test_confident_images_by_hand():
@@ -22,15 +26,15 @@ def test_confident_images_by_hand():
 
 
 def test_deep_supervision_ignores_empty_images_in_the_mask_loss():
-    t = {"deep_supervision": True, "empty_head_weight": 0.0}
+    t = TrainConfig(deep_supervision=True, empty_head_weight=0.0)
     logits = torch.randn(2, 1, 4, 4)
     target = torch.zeros(2, 1, 4, 4)
     target[0, 0, :2] = 1  # image 0 has salt, image 1 is empty
     bce = make_loss({"bce": 1})
     head = torch.zeros(2, 1)
-    assert train.batch_loss(logits, head, target, bce, t).item() == pytest.approx(bce(logits[:1], target[:1]).item())
-    t["deep_supervision"] = False
-    assert train.batch_loss(logits, head, target, bce, t).item() == pytest.approx(bce(logits, target).item())
+    assert batch_loss(logits, head, target, bce, t).item() == pytest.approx(bce(logits[:1], target[:1]).item())
+    t = t.model_copy(update={"deep_supervision": False})
+    assert batch_loss(logits, head, target, bce, t).item() == pytest.approx(bce(logits, target).item())
 
 
 def test_pseudo_labels_join_training(demo_input, tmp_path, capsys):
@@ -46,9 +50,12 @@ def test_pseudo_labels_join_training(demo_input, tmp_path, capsys):
         assert stored["masks"][0, :50].all() and not stored["masks"][0, 50:].any()
 
     folds.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--n-folds", "3"])
-    config = load_config(CONFIG_DIR / "demo.yaml", ["data.pseudo_labels=teacher", "train.epochs=1",
-                                                    "model.decoder_channels=[16,16,8,8,8]", "train.batch_size=8"])
-    trainer = train.FoldTrainer(config, InputLayout(demo_input), work, 0, torch.device("cpu"))
-    assert len(trainer.train_set) == 40 + len(ids) - 3  # 2 of 3 folds of 60 train images, plus the pseudo set
-    assert len(trainer.val_set) == 20
+    layout = InputLayout(demo_input)
+    train = load_train(layout)
+    split = read_folds(work, train.ids)["fold"].to_numpy()
+    pseudo = pseudo_labelled(work.experiment("teacher"), load_test(layout))
+    data = fold_data(train, split, 0, False, pseudo)
+    assert len(data.fit) == 40 + len(ids) - 3  # 2 of 3 folds of 60 train images, plus the pseudo set
+    assert len(data.val) == 20 and not set(data.val.ids) & set(data.fit.ids)
+    assert data.fit.masks[-len(pseudo):].tolist() == pseudo.masks.tolist()
     assert "adding 27 pseudo-labelled test images" in capsys.readouterr().out

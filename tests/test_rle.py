@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline import rle
+from pipeline.lib import rle
 
 
 def test_known_strings_are_column_major_and_one_indexed():

@@ -2,10 +2,10 @@
 import numpy as np
 import pandas as pd
 
-from pipeline import rle
-from pipeline.data import load_train
-from pipeline.folds import make_folds
-from pipeline.paths import InputLayout, WorkLayout
+from pipeline.lib import rle
+from pipeline.lib.data import load_train
+from pipeline.lib.folds import make_folds
+from pipeline.lib.paths import InputLayout, WorkLayout
 
 from .conftest import SHARED, needs_shared
 

@@ -2,10 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import rle, submit
-from pipeline.errors import PipelineError
-from pipeline.paths import WorkLayout
-from pipeline.store import Probs, load_probs, save_probs, to_levels
+from pipeline import submit
+from pipeline.lib import rle
+from pipeline.lib.errors import PipelineError
+from pipeline.lib.paths import WorkLayout
+from pipeline.lib.store import Probs, load_probs, save_probs, to_levels
 
 
 def fake_test_probs(demo_input, work, name="exp", drop=0):
@@ -22,7 +23,7 @@ def test_probs_round_trip(tmp_path):
     save_probs(tmp_path / "p.npz", probs)
     back = load_probs(tmp_path / "p.npz")
     assert back.ids.tolist() == ["a", "b"] and (back.levels == probs.levels).all()
-    assert np.allclose(back.empty_prob, [0.1, 0.9])
+    assert np.allclose(back.salt_prob, [0.1, 0.9])
     assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]  # no temporary file left
 
 

@@ -1,15 +1,23 @@
-"""A short training run on generated data with a tiny model: loss, artifacts, resume, failures."""
+"""A short training run on generated data with a tiny model: loss, artifacts, snapshots, resume, failures,
+and validation == prediction."""
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from pipeline import folds, train
-from pipeline.config import load_config
-from pipeline.errors import PipelineError
-from pipeline.paths import CONFIG_DIR, InputLayout, WorkLayout
+from pipeline import folds, predict, train
+from pipeline.lib import training
+from pipeline.lib.checkpoints import load_checkpoint
+from pipeline.lib.config import load_config
+from pipeline.lib.data import load_train
+from pipeline.lib.errors import PipelineError
+from pipeline.lib.fold_data import fold_data
+from pipeline.lib.folds import fold_list, read_folds
+from pipeline.lib.paths import CONFIG_DIR, InputLayout, WorkLayout
+from pipeline.lib.store import load_probs
 
 TINY = ["model.decoder_channels=[16,16,8,8,8]", "train.batch_size=8", "train.num_workers=0", "train.lr=0.003",
-        "train.warmup_epochs=0", "train.cycles=2", "train.switch_epoch=1"]
+        "train.warmup_epochs=0", "predict.batch_size=16"]
 
 
 @pytest.fixture
@@ -18,24 +26,56 @@ def work(demo_input, tmp_path):
     return WorkLayout(tmp_path)
 
 
+def tiny(extra=()):
+    return load_config(CONFIG_DIR / "demo.yaml", TINY + list(extra))
+
+
 def run(demo_input, work, extra=(), resume=False, force=False):
-    config = load_config(CONFIG_DIR / "demo.yaml", TINY + list(extra))
-    return train.train_fold(config, InputLayout(demo_input), work, 0, resume=resume, force=force)
+    return training.train_fold(tiny(extra), InputLayout(demo_input), work, 0, resume=resume, force=force)
 
 
 def test_training_lowers_the_loss_and_writes_every_artifact(demo_input, work):
-    score = run(demo_input, work, ["train.epochs=4"])
+    score = run(demo_input, work, ["train.epochs=3", "train.cycles=2", "train.switch_epoch=1"])
     exp = work.experiment("demo")
     log = pd.read_csv(exp.log_csv(0))
-    assert log["epoch"].tolist() == [0, 1, 2, 3]
+    assert log["epoch"].tolist() == [0, 1, 2]
     assert log["train_loss"].iloc[0] > log["train_loss"].iloc[1:].min()
     assert log["loss_name"].iloc[0] == "1*bce+1*dice" and log["loss_name"].iloc[-1] == "1*lovasz_symmetric"
     assert 0 <= score <= 1 and score == pytest.approx(log["score_best"].max())
+    assert (log["score_best"] >= log["score_05"] - 1e-9).all()  # the tuned decision is never worse than 0.5
     for path in [exp.last_checkpoint(0), exp.best_checkpoint(0), exp.curves_png(0), exp.done_marker(0),
                  exp.config_yaml, exp.snapshot(0, 0), exp.snapshot(0, 1)]:
         assert path.exists(), path
-    assert not list(exp.fold_dir(0).glob("*.tmp"))
-    assert run(demo_input, work, ["train.epochs=4"]) is None  # done folds are skipped
+    assert not list(exp.fold_dir(0).glob(".*.tmp"))
+    # 40 training images / batch 8 = 5 steps per epoch; 15 steps in 2 cycles of 7: snapshots after steps 7 and 14
+    assert [load_checkpoint(exp.snapshot(0, c))["step"] for c in (0, 1)] == [7, 14]
+    assert run(demo_input, work, ["train.epochs=3", "train.cycles=2", "train.switch_epoch=1"]) is None  # done: skipped
+
+
+def test_validation_probabilities_equal_predict_out_of_fold(demo_input, work, monkeypatch):
+    """The best checkpoint is chosen on exactly what predict later writes for the fold."""
+    seen = []
+    original = training.Trainer.validate
+
+    def keep(self):
+        prediction, scores = original(self)
+        seen.append(prediction)
+        return prediction, scores
+
+    monkeypatch.setattr(training.Trainer, "validate", keep)
+    run(demo_input, work, ["train.epochs=1", "model.empty_head=true", "train.cycles=1"])
+    for fold in (1, 2):  # predict needs every fold trained
+        training.train_fold(tiny(["train.epochs=1", "model.empty_head=true", "train.cycles=1"]),
+                            InputLayout(demo_input), work, fold)
+    predict.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--input", str(demo_input), "--workdir",
+                  str(work.root), *TINY, "train.epochs=1", "model.empty_head=true", "train.cycles=1"])
+    stored = load_probs(work.experiment("demo").oof_probs(0))
+    validated = seen[0]
+    assert np.array_equal(stored.levels, np.clip(np.rint(validated.probs * 255), 0, 255).astype(np.uint8))
+    assert np.allclose(stored.salt_prob, validated.salt_prob)
+    train_set = load_train(InputLayout(demo_input))
+    split = read_folds(work, train_set.ids)["fold"].to_numpy()
+    assert stored.ids.tolist() == train_set.ids[split == 0].tolist()
 
 
 def test_resume_continues_from_the_saved_epoch(demo_input, work, capsys):
@@ -47,7 +87,33 @@ def test_resume_continues_from_the_saved_epoch(demo_input, work, capsys):
     run(demo_input, work, ["train.epochs=2"], resume=True)
     assert "resuming after epoch 0" in capsys.readouterr().out
     assert pd.read_csv(exp.log_csv(0))["epoch"].tolist() == [0, 1]
-    assert torch.load(exp.last_checkpoint(0), weights_only=False)["epoch"] == 1
+    state = load_checkpoint(exp.last_checkpoint(0))
+    assert state["epoch"] == 1 and state["step"] == 10
+
+
+def test_resume_survives_a_changed_amp_and_a_killed_save(demo_input, work, monkeypatch):
+    """last.pt saved without fp16 holds an empty scaler state; an fp16 run resumes from it. A save killed
+    mid-way left a temporary file, which the next start removes."""
+    run(demo_input, work, ["train.epochs=1"])
+    exp = work.experiment("demo")
+    exp.done_marker(0).unlink()
+    stray = exp.fold_dir(0) / ".last.pt.abc123.tmp"
+    stray.write_bytes(b"half a checkpoint")
+    monkeypatch.setattr(torch.amp.GradScaler, "is_enabled", lambda self: True)  # as on a GPU with amp=fp16
+    loaded = []
+    monkeypatch.setattr(torch.amp.GradScaler, "load_state_dict", lambda self, state: loaded.append(state))
+    run(demo_input, work, ["train.epochs=2", "train.amp=fp16"], resume=True)
+    assert loaded == [] and not stray.exists()
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_it(demo_input, work):
+    run(demo_input, work, ["train.epochs=1"])
+    exp = work.experiment("demo")
+    exp.done_marker(0).unlink()
+    data = exp.last_checkpoint(0).read_bytes()
+    exp.last_checkpoint(0).write_bytes(data[: len(data) // 2])
+    with pytest.raises(PipelineError, match=rf"checkpoint {exp.last_checkpoint(0)} is damaged .*--force"):
+        run(demo_input, work, ["train.epochs=2"], resume=True)
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(demo_input, work, monkeypatch):
@@ -62,7 +128,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(demo_input
         loss.name = "nan"
         return loss
 
-    monkeypatch.setattr(train, "make_loss", nan_loss)
+    monkeypatch.setattr(training, "make_loss", nan_loss)
     with pytest.raises(PipelineError, match="loss became nan.*last good checkpoint"):
         run(demo_input, work, ["train.epochs=2"], resume=True)
     assert exp.last_checkpoint(0).read_bytes() == before
@@ -74,17 +140,28 @@ def test_folds_run_in_parallel_worker_processes(demo_input, work):
     assert all(work.experiment("demo").done_marker(fold).exists() for fold in range(3))
 
 
+def test_a_rejected_config_writes_nothing(demo_input, work):
+    with pytest.raises(PipelineError, match="train.epochs"):
+        train.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "0", "--input", str(demo_input),
+                    "--workdir", str(work.root), "train.epochs=0"])
+    assert not work.experiment("demo").root.exists()
+
+
+def test_fold_data_drops_blank_images_from_training_only(demo_input, work):
+    train_set = load_train(InputLayout(demo_input))
+    split = read_folds(work, train_set.ids)["fold"].to_numpy()
+    kept, dropped = fold_data(train_set, split, 0, False), fold_data(train_set, split, 0, True)
+    blank = train_set.images.reshape(len(split), -1).std(1) == 0
+    assert len(kept.fit) - len(dropped.fit) == (blank & (split != 0)).sum() > 0
+    assert len(kept.val) == len(dropped.val) == (split == 0).sum()
+    with pytest.raises(PipelineError, match="fold 7 is not in the split"):
+        fold_data(train_set, split, 7, False)
+
+
 def test_fold_argument_takes_a_number_a_list_or_all(tmp_path):
     work = WorkLayout(tmp_path)
-    assert train.fold_list("2", work) == [2] and train.fold_list("3,0,3", work) == [0, 3]
+    assert fold_list("2", work) == [2] and fold_list("3,0,3", work) == [0, 3]
     with pytest.raises(PipelineError, match="pipeline.folds"):
-        train.fold_list("all", work)
+        fold_list("all", work)
     with pytest.raises(PipelineError, match="--fold must be"):
-        train.fold_list("first", work)
-
-
-def test_validation_empties_the_images_the_head_calls_empty():
-    probs = torch.full((3, 2, 2), 0.8)
-    gated = train.gate_by_head(probs, torch.tensor([[2.0], [-0.1], [0.0]]))
-    assert gated[:, 0, 0].tolist() == pytest.approx([0.8, 0.0, 0.8])
-    assert train.gate_by_head(probs, None) is probs
+        fold_list("first", work)

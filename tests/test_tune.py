@@ -1,9 +1,10 @@
 import numpy as np
 
-from pipeline.store import Probs, to_levels
-from pipeline.tune import search
+from pipeline.lib.store import Probs, to_levels
+from pipeline.lib.config import TuneConfig
+from pipeline.lib.tuning import search
 
-SECTION = {"thresholds": {"start": 0.2, "stop": 0.8, "num": 61}, "min_areas": [0, 30], "empty_cuts": [None, 0.5]}
+SECTION = TuneConfig(thresholds={"start": 0.2, "stop": 0.8, "num": 61}, min_areas=[0, 30], empty_cuts=[None, 0.5])
 
 
 def synthetic(n=60, seed=0):
@@ -42,7 +43,7 @@ def test_min_area_removes_specks():
 
 def test_the_curves_exist_when_the_grid_has_no_zero_min_area():
     truth, probs = synthetic()
-    section = {**SECTION, "min_areas": [30, 60]}
+    section = SECTION.model_copy(update={"min_areas": [30, 60]})
     decision, _, curves = search(Probs(np.arange(len(truth)).astype(str), to_levels(probs)), truth, section)
     assert decision.min_area in (30, 60) and curves["plain"].shape == curves["chosen"].shape == (61,)
 

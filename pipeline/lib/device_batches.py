@@ -14,19 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment import enabled
 from .dataset import DEPTH_MEAN, DEPTH_STD, GRAY_MEAN, GRAY_STD, row_coordinate
-from .errors import PipelineError
 from .geometry import margins
 
-SUPPORTED = ("hflip", "affine", "brightness_contrast")
-
-
-def check_supported(augment: dict) -> None:
-    used = [name for name, params in augment.items() if params and params.get("p")]
-    unsupported = [name for name in used if name not in SUPPORTED]
-    if unsupported:
-        raise PipelineError(f"train.gpu_augment supports {', '.join(SUPPORTED)}; set augment.{unsupported[0]}.p=0 "
-                            "or train.gpu_augment=false")
+SUPPORTED = ("hflip", "affine", "brightness_contrast")  # the config allows gpu_augment with these only
 
 
 def chance(p: float, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -37,32 +29,33 @@ def uniform(low: float, high: float, n: int, gen: torch.Generator) -> torch.Tens
     return low + (high - low) * torch.rand(n, generator=gen)
 
 
-def affine_theta(n: int, params: dict, gen: torch.Generator) -> torch.Tensor:
+def affine_theta(n: int, params, gen: torch.Generator) -> torch.Tensor:
     """Per-sample 2x3 matrices (output -> input sampling) for shift, scale and rotation; identity when not drawn."""
-    on = chance(params["p"], n, gen).float()
-    angle = uniform(-params["rotate"], params["rotate"], n, gen) * math.pi / 180 * on
-    scale = 1 + uniform(-params["scale"], params["scale"], n, gen) * on
-    shift = uniform(-params["shift"], params["shift"], 2 * n, gen).view(n, 2) * 2 * on[:, None]
+    on = chance(params.p, n, gen).float()
+    angle = uniform(-params.rotate, params.rotate, n, gen) * math.pi / 180 * on
+    scale = 1 + uniform(-params.scale, params.scale, n, gen) * on
+    shift = uniform(-params.shift, params.shift, 2 * n, gen).view(n, 2) * 2 * on[:, None]
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
 
 
-def augment_batch(x: torch.Tensor, y: torch.Tensor, augment: dict, gen: torch.Generator):
-    """x: raw intensities in [0, 1] (N, 1, 101, 101); y: masks (N, 1, 101, 101)."""
+def augment_batch(x: torch.Tensor, y: torch.Tensor, augment, gen: torch.Generator):
+    """x: raw intensities in [0, 1] (N, 1, 101, 101); y: masks (N, 1, 101, 101); `augment`: the config section."""
     n, device = len(x), x.device
-    if augment.get("hflip") and augment["hflip"].get("p"):
-        flip = chance(augment["hflip"]["p"], n, gen).to(device)[:, None, None, None]
+    on = enabled(augment)
+    if "hflip" in on:
+        flip = chance(on["hflip"].p, n, gen).to(device)[:, None, None, None]
         x, y = torch.where(flip, x.flip(-1), x), torch.where(flip, y.flip(-1), y)
-    params = augment.get("affine")
-    if params and params.get("p"):
+    if "affine" in on:
+        params = on["affine"]
         grid = F.affine_grid(affine_theta(n, params, gen).to(device), list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         y = F.grid_sample(y, grid, mode="nearest", padding_mode="reflection", align_corners=False)
-    params = augment.get("brightness_contrast")
-    if params and params.get("p"):
-        on = chance(params["p"], n, gen).float()
-        gain = 1 + uniform(-params["contrast"], params["contrast"], n, gen) * on
-        offset = uniform(-params["brightness"], params["brightness"], n, gen) * on
+    if "brightness_contrast" in on:
+        params = on["brightness_contrast"]
+        drawn = chance(params.p, n, gen).float()
+        gain = 1 + uniform(-params.contrast, params.contrast, n, gen) * drawn
+        offset = uniform(-params.brightness, params.brightness, n, gen) * drawn
         x = (x * gain.to(device)[:, None, None, None] + offset.to(device)[:, None, None, None]).clamp(0, 1)
     return x, y
 
@@ -86,22 +79,20 @@ def to_canvas_batch(x: torch.Tensor, depths: torch.Tensor, mode: str, channels: 
 class DeviceBatches:
     """Iterable of augmented (input, mask) batches drawn from device-resident arrays; drops the last partial batch."""
 
-    def __init__(self, images: np.ndarray, depths: np.ndarray, masks: np.ndarray, config: dict,
+    def __init__(self, images: np.ndarray, depths: np.ndarray, masks: np.ndarray, config,
                  device: torch.device, generator: torch.Generator):
-        check_supported(config["augment"])
         self.x = torch.from_numpy(images).to(device).float().div_(255)[:, None]
         self.y = torch.from_numpy(masks).to(device).float()[:, None]
         self.depths = torch.from_numpy(np.asarray(depths, np.float32)).to(device)
-        self.config, self.gen = config, generator
-        self.batch = config["train"]["batch_size"]
+        self.data, self.augment, self.gen = config.data, config.augment, generator
+        self.batch = config.train.batch_size
 
     def __len__(self) -> int:
         return len(self.x) // self.batch
 
     def __iter__(self):
         order = torch.randperm(len(self.x), generator=self.gen).to(self.x.device)
-        data = self.config["data"]
         for step in range(len(self)):
             idx = order[step * self.batch:(step + 1) * self.batch]
-            x, y = augment_batch(self.x[idx], self.y[idx], self.config["augment"], self.gen)
-            yield to_canvas_batch(x, self.depths[idx], data["input_mode"], data["channels"]), y
+            x, y = augment_batch(self.x[idx], self.y[idx], self.augment, self.gen)
+            yield to_canvas_batch(x, self.depths[idx], self.data.input_mode, self.data.channels), y

@@ -5,18 +5,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from .errors import PipelineError
 from .geometry import SIZE, margins, to_canvas
 
 CHANNELS = ("gray", "depth", "coord")
 GRAY_MEAN, GRAY_STD = 0.47, 0.16  # of the training images, as fractions of 255
 DEPTH_MEAN, DEPTH_STD = 500.0, 250.0
-
-
-def check_channels(channels: list[str]) -> None:
-    if not channels or channels[0] != "gray" or any(c not in CHANNELS for c in channels) \
-            or len(set(channels)) != len(channels):
-        raise PipelineError(f"data.channels must start with gray and may add depth and/or coord, got {channels}")
 
 
 def row_coordinate(mode: str) -> np.ndarray:
@@ -46,10 +39,11 @@ def is_blank(images: np.ndarray) -> np.ndarray:
 class SaltDataset(Dataset):
     """In-memory images (and masks), augmented together, returned as (input, target 1x101x101)."""
 
-    def __init__(self, images, depths, config: dict, masks=None, augment=None):
+    def __init__(self, images, depths, data, masks=None, augment=None):
+        """`data`: the config's data section (input mode and channels)."""
         self.images, self.depths, self.masks = images, depths, masks
-        self.mode = config["data"]["input_mode"]
-        self.channels = config["data"]["channels"]
+        self.mode = data.input_mode
+        self.channels = data.channels
         self.augment = augment
         self.epoch_seed = 0
 

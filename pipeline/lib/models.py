@@ -12,7 +12,13 @@ from .errors import PipelineError
 
 ARCHS = {"Unet": smp.Unet, "UnetPlusPlus": smp.UnetPlusPlus, "FPN": smp.FPN, "Linknet": smp.Linknet,
          "MAnet": smp.MAnet, "PAN": smp.PAN, "DeepLabV3Plus": smp.DeepLabV3Plus}
-ATTENTION = {"none": None, "scse": "scse"}
+ENCODERS = smp.encoders.get_encoder_names()
+ATTENTION = {"none": None, "scse": "scse"}  # decoder attention
+# which architectures take which options (checked by the config before anything is built)
+TAKES_DECODER_CHANNELS = ("Unet", "UnetPlusPlus", "MAnet")
+TAKES_ATTENTION = ("Unet", "UnetPlusPlus")
+TAKES_HYPERCOLUMN = ("Unet",)  # its decoder blocks run in order, so their outputs are the levels
+MIN_SCSE_CHANNELS = 16  # scSE squeezes channels by 16
 
 
 class SaltNet(nn.Module):
@@ -42,36 +48,21 @@ class SaltNet(nn.Module):
         return masks, head
 
 
-def in_channels(config: dict) -> int:
-    return len(config["data"]["channels"])
-
-
-def build_model(config: dict) -> SaltNet:
-    m = config["model"]
-    if m["arch"] not in ARCHS:
-        raise PipelineError(f"unknown model.arch '{m['arch']}'; valid: {', '.join(ARCHS)}")
-    encoders = smp.encoders.get_encoder_names()
-    if m["encoder"] not in encoders:
-        raise PipelineError(f"unknown model.encoder '{m['encoder']}'; valid: {', '.join(encoders)}")
-    if m["attention"] not in ATTENTION:
-        raise PipelineError(f"unknown model.attention '{m['attention']}'; valid: {', '.join(ATTENTION)}")
-    if m["hypercolumn"] and m["arch"] not in ("Unet", "UnetPlusPlus"):
-        raise PipelineError("model.hypercolumn needs model.arch Unet or UnetPlusPlus")
-    kwargs = dict(encoder_name=m["encoder"], classes=1, encoder_weights=None, in_channels=3)
-    if m["arch"] in ("Unet", "UnetPlusPlus", "MAnet"):
-        kwargs["decoder_channels"] = list(m["decoder_channels"])
-    if m["attention"] != "none":
-        if m["arch"] not in ("Unet", "UnetPlusPlus"):
-            raise PipelineError("model.attention scse needs model.arch Unet or UnetPlusPlus")
-        if min(m["decoder_channels"]) < 16:
-            raise PipelineError("model.attention scse needs model.decoder_channels of at least 16 each")
-        kwargs["decoder_attention_type"] = ATTENTION[m["attention"]]
-    if m["empty_head"]:
+def build_model(model, in_channels: int, pretrained: bool = True) -> SaltNet:
+    """The network a `model` config section describes (names already checked by the config).
+    `pretrained=False` skips the encoder's start weights: for a model whose weights come from a checkpoint."""
+    kwargs = dict(encoder_name=model.encoder, classes=1, encoder_weights=None, in_channels=3)
+    if model.arch in TAKES_DECODER_CHANNELS:
+        kwargs["decoder_channels"] = list(model.decoder_channels)
+    if ATTENTION[model.attention]:
+        kwargs["decoder_attention_type"] = ATTENTION[model.attention]
+    if model.empty_head:
         kwargs["aux_params"] = {"classes": 1, "dropout": 0.2}
-    net = ARCHS[m["arch"]](**kwargs)
-    load_encoder_weights(net, m["encoder"], m["encoder_weights"])
-    net.encoder.set_in_channels(in_channels(config), pretrained=m["encoder_weights"] != "none")
-    return SaltNet(net, bool(m["hypercolumn"]))
+    net = ARCHS[model.arch](**kwargs)
+    weights = model.encoder_weights if pretrained else "none"
+    load_encoder_weights(net, model.encoder, weights)
+    net.encoder.set_in_channels(in_channels, pretrained=weights != "none")
+    return SaltNet(net, model.hypercolumn)
 
 
 def load_encoder_weights(net: nn.Module, encoder: str, weights: str) -> None:
@@ -90,8 +81,15 @@ def load_encoder_weights(net: nn.Module, encoder: str, weights: str) -> None:
         path = Path(weights)
         if not path.is_file():
             raise PipelineError(f"model.encoder_weights file {path} does not exist; use none, imagenet or a path")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated, not a torch file, or a pickled whole model
+            raise PipelineError(f"model.encoder_weights file {path} is not a readable state dict "
+                                f"({type(err).__name__}); save it with torch.save(encoder.state_dict(), path)") from None
         state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict):
+            raise PipelineError(f"model.encoder_weights file {path} holds a {type(state).__name__}, not a state dict; "
+                                "save it with torch.save(encoder.state_dict(), path)")
     own = net.encoder.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if len(fitting) < len(own) // 2:

@@ -20,10 +20,9 @@ from tqdm.auto import tqdm
 
 from . import rle
 from .errors import PipelineError
+from .geometry import SIZE
 from .paths import InputLayout, WorkLayout
 from .store import atomic_path
-
-SIZE = 101
 
 
 @dataclass

@@ -11,17 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SIZE = 101
+SIZE = 101  # the competition's image side
 MODES = {  # name -> (resized size, canvas size)
     "pad128": (101, 128),
     "resize256": (202, 256),
 }
-
-
-def check_mode(mode: str) -> None:
-    if mode not in MODES:
-        from .errors import PipelineError
-        raise PipelineError(f"unknown data.input_mode '{mode}'; valid: {', '.join(MODES)}")
 
 
 def margins(mode: str) -> tuple[int, int, int]:

@@ -22,11 +22,11 @@ def _save(fig, path: Path) -> None:
 def training_curves(log: pd.DataFrame, path: Path, title: str) -> None:
     fig, (ax_loss, ax_score, ax_lr) = plt.subplots(1, 3, figsize=(14, 3.8))
     ax_loss.plot(log["epoch"], log["train_loss"], label="train")
-    ax_loss.plot(log["epoch"], log["val_loss"], label="validation")
+    ax_loss.plot(log["epoch"], log["val_bce"], label="validation (pixel BCE, TTA)")
     ax_loss.set_title("loss")
     ax_loss.legend()
     ax_score.plot(log["epoch"], log["score_05"], label="at 0.5")
-    ax_score.plot(log["epoch"], log["score_best"], label="best threshold")
+    ax_score.plot(log["epoch"], log["score_best"], label="tuned decision")
     ax_score.set_title("validation mAP (competition metric)")
     ax_score.legend()
     ax_lr.plot(log["epoch"], log["lr"])

@@ -6,7 +6,7 @@ interrupted stage never leaves a half-written file that a later stage would trus
 Probability maps (out-of-fold and test) share one format, `*.npz` with:
   ids        (N,)          str     image ids
   probs      (N, 101, 101) uint8   round(255 * p): 1/255 resolution is far below what a threshold needs
-  empty_prob (N,)          float32 optional: the image-level head's probability that the mask is non-empty
+  salt_prob  (N,)          float32 optional: the image-level head's probability that the image has salt
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,12 @@ def atomic_path(path: Path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete the temporary files that saves killed mid-way (SIGKILL, power loss) left in `folder`."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -72,12 +79,19 @@ class Probs:
 
     ids: np.ndarray
     levels: np.ndarray  # uint8 (N, 101, 101)
-    empty_prob: np.ndarray | None = None  # float32 (N,), P(mask non-empty) from the image head
+    salt_prob: np.ndarray | None = None  # float32 (N,), P(salt in the image) from the image head
 
     def __post_init__(self):
         self.ids = np.asarray(self.ids).astype(str)
         if self.levels.dtype != np.uint8 or self.levels.ndim != 3 or len(self.levels) != len(self.ids):
             raise ValueError("Probs needs uint8 levels of shape (N, H, W) matching the ids")
+
+    @classmethod
+    def concat(cls, parts: list["Probs"]) -> "Probs":
+        """The rows of several sets in order; the head's output only when every part has it."""
+        heads = [p.salt_prob for p in parts]
+        return cls(np.concatenate([p.ids for p in parts]), np.concatenate([p.levels for p in parts]),
+                   None if any(h is None for h in heads) else np.concatenate(heads))
 
     def subset(self, ids) -> "Probs":
         """The rows for `ids`, in that order; an id not stored here is an error naming it."""
@@ -86,14 +100,14 @@ class Probs:
         if missing:
             raise PipelineError(f"{len(missing)} ids have no stored probabilities (first: {missing[0]})")
         rows = np.array([index[i] for i in ids], dtype=np.int64)
-        head = None if self.empty_prob is None else self.empty_prob[rows]
+        head = None if self.salt_prob is None else self.salt_prob[rows]
         return Probs(np.asarray(ids), self.levels[rows], head)
 
 
 def save_probs(path: Path, probs: Probs) -> None:
     arrays = {"ids": probs.ids, "probs": probs.levels}
-    if probs.empty_prob is not None:
-        arrays["empty_prob"] = probs.empty_prob.astype(np.float32)
+    if probs.salt_prob is not None:
+        arrays["salt_prob"] = probs.salt_prob.astype(np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -104,7 +118,7 @@ def load_probs(path: Path) -> Probs:
         raise PipelineError(f"{path} is missing; run `python -m pipeline.predict` for this experiment first")
     try:
         with np.load(path, allow_pickle=False) as data:
-            head = data["empty_prob"] if "empty_prob" in data.files else None
+            head = data["salt_prob"] if "salt_prob" in data.files else None
             return Probs(data["ids"], data["probs"], head)
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise PipelineError(f"{path} is not a valid probability file ({err}); rerun the predict stage") from None

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "pipeline" / "configs"
 INPUT_ENV = "TGS_INPUT"
 WORKDIR_ENV = "TGS_WORKDIR"

@@ -1,0 +1,101 @@
+"""Checkpoints: what each file holds, saving and loading them, and building a model from one alone.
+
+Every checkpoint holds the resolved config it was trained with (`config`) and the model weights
+(`model`); the resume checkpoint (last.pt) also holds the optimiser, the step, the grad scaler and the
+random states. A model for inference is built from its checkpoint's config, never from pretrained
+encoder weights, so prediction works offline whatever `model.encoder_weights` says.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .config import Config
+from .errors import PipelineError
+from .models import SaltNet, build_model
+from .paths import ExperimentLayout
+from .store import atomic_path, remove_stale_temps
+
+REQUIRED = ("model", "config")
+
+
+def save_checkpoint(path: Path, **state) -> None:
+    """Written to a temporary file and renamed, so an interrupted save never leaves a damaged checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    """A checkpoint's contents; a missing, truncated or foreign file is a one-line error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"checkpoint {path} is missing; train the fold first (python -m pipeline.train)")
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            AttributeError, ImportError, IndexError, KeyError) as err:
+        raise PipelineError(f"checkpoint {path} is damaged or not a checkpoint ({type(err).__name__}); delete it "
+                            "and retrain that fold (python -m pipeline.train ... --force)") from None
+    if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
+        raise PipelineError(f"checkpoint {path} lacks {' and '.join(REQUIRED)}; it was not written by this "
+                            "pipeline's train stage: delete it and retrain that fold with --force")
+    return state
+
+
+def stored_config(state: dict, path: Path) -> Config:
+    try:
+        return Config.model_validate(state["config"])
+    except Exception as err:  # a checkpoint from an older schema
+        raise PipelineError(f"checkpoint {path} holds a config this version cannot read "
+                            f"({' '.join(str(err).split())[:200]}); retrain that fold with --force") from None
+
+
+def model_from_checkpoint(path: Path) -> tuple[SaltNet, Config]:
+    """The trained network, rebuilt from the checkpoint alone, and the config it was trained with."""
+    state = load_checkpoint(path)
+    config = stored_config(state, path)
+    model = build_model(config.model, config.in_channels, pretrained=False)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise PipelineError(f"checkpoint {path}: its weights do not fit the model its own config describes; "
+                            "delete it and retrain that fold with --force") from None
+    return model, config
+
+
+class CheckpointSaver:
+    """One fold's checkpoint files: best.pt (by validation score), snapshot_C.pt (end of each cosine
+    cycle), last.pt (to resume). Temporary files of a save that was killed are removed on start."""
+
+    def __init__(self, exp: ExperimentLayout, fold: int, config: Config):
+        self.exp, self.fold, self.config = exp, fold, config.resolved()
+        self.exp.fold_dir(fold).mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.exp.fold_dir(fold))
+
+    def save_best(self, model: torch.nn.Module, epoch: int, score: float) -> None:
+        save_checkpoint(self.exp.best_checkpoint(self.fold), model=model.state_dict(), epoch=epoch, score=score,
+                        config=self.config)
+
+    def save_snapshot(self, model: torch.nn.Module, cycle: int, step: int) -> None:
+        save_checkpoint(self.exp.snapshot(self.fold, cycle), model=model.state_dict(), step=step,
+                        config=self.config)
+
+    def save_last(self, model: torch.nn.Module, **training_state) -> None:
+        save_checkpoint(self.exp.last_checkpoint(self.fold), model=model.state_dict(), config=self.config,
+                        **training_state)
+
+    def load_last(self, device: torch.device) -> dict:
+        return load_checkpoint(self.exp.last_checkpoint(self.fold), device)
+
+
+def fold_weights(exp: ExperimentLayout, fold: int, use_snapshots: bool) -> list[Path]:
+    """The checkpoint files whose predictions are averaged for one fold: its cycle snapshots when asked
+    for and present, else its best checkpoint."""
+    if not exp.done_marker(fold).exists():
+        raise PipelineError(f"fold {fold} of '{exp.root.name}' is not trained; run "
+                            f"`python -m pipeline.train --config ... --fold {fold}` first")
+    snapshots = exp.snapshots(fold) if use_snapshots else []
+    return snapshots or [exp.best_checkpoint(fold)]

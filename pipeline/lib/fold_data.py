@@ -1,0 +1,68 @@
+"""What one fold trains and validates on: the other folds' images (less blank ones when the config
+drops them, plus pseudo-labelled test images when it names a source), and its own images."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .data import TestSet, TrainSet
+from .dataset import is_blank
+from .errors import PipelineError
+from .paths import ExperimentLayout
+
+
+@dataclass
+class Images:
+    ids: np.ndarray
+    images: np.ndarray  # uint8 (N, 101, 101)
+    depths: np.ndarray  # float32 (N,)
+    masks: np.ndarray  # bool (N, 101, 101)
+
+    def __getitem__(self, rows) -> "Images":
+        return Images(self.ids[rows], self.images[rows], self.depths[rows], self.masks[rows])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def join(self, other: "Images") -> "Images":
+        return Images(*(np.concatenate([a, b]) for a, b in zip(
+            (self.ids, self.images, self.depths, self.masks), (other.ids, other.images, other.depths, other.masks))))
+
+
+@dataclass
+class FoldData:
+    fit: Images  # what the fold trains on
+    val: Images  # the fold's own images: validation during training, out-of-fold predictions after
+
+
+def fold_data(train: TrainSet, split: np.ndarray, fold: int, drop_blank: bool,
+              pseudo: Images | None = None) -> FoldData:
+    """`split`: each training image's fold, aligned with `train`."""
+    if fold not in set(split.tolist()):
+        raise PipelineError(f"fold {fold} is not in the split (folds: {sorted(set(split.tolist()))})")
+    everything = Images(train.ids, train.images, train.depths, train.masks)
+    fit = split != fold
+    if drop_blank:
+        fit &= ~is_blank(train.images)
+    fit_set = everything[fit] if pseudo is None else everything[fit].join(pseudo)
+    return FoldData(fit_set, everything[split == fold])
+
+
+def pseudo_labelled(source: ExperimentLayout, test: TestSet) -> Images:
+    """The test images experiment `source`'s pseudo stage labelled confidently, with their masks."""
+    path = source.pseudo_labels
+    if not path.exists():
+        raise PipelineError(f"{path} is missing; run `python -m pipeline.pseudo --config "
+                            f"<{source.root.name}'s config>` first")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            ids, masks = stored["ids"].astype(str), stored["masks"].astype(bool)
+    except (OSError, KeyError, ValueError) as err:
+        raise PipelineError(f"{path} is not a valid pseudo-label file ({err}); rerun the pseudo stage") from None
+    rows = pd.Index(test.ids).get_indexer(ids)
+    if (rows < 0).any() or masks.shape != (len(ids),) + test.images.shape[1:]:
+        raise PipelineError(f"{path} does not match this input's test images; rerun the pseudo stage")
+    print(f"adding {len(rows)} pseudo-labelled test images from {path}")
+    return Images(ids, test.images[rows], test.depths[rows], masks)

@@ -1,0 +1,61 @@
+"""A damaged artifact that a stage reads is one line naming the file and the fix, never a traceback."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.lib.errors import PipelineError
+from pipeline.lib.folds import read_folds
+from pipeline.lib.paths import WorkLayout
+from pipeline.lib.postprocess import stored_decision
+from pipeline.lib.store import Probs, load_probs, save_probs, to_levels
+
+
+def saved_probs(tmp_path):
+    path = tmp_path / "probs.npz"
+    save_probs(path, Probs(np.array(["a", "b"]), to_levels(np.full((2, 101, 101), 0.5))))
+    return path
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(p.read_bytes()[:200]),  # truncated
+    lambda p: p.write_bytes(b"garbage"),
+    lambda p: np.savez(p, ids=np.array(["a"]), other=np.zeros(3)),  # no probs array
+    lambda p: np.savez(p, ids=np.array(["a", "b"]), probs=np.zeros((2, 101, 101), np.float32)),  # not uint8
+])
+def test_damaged_probability_file(tmp_path, damage):
+    path = saved_probs(tmp_path)
+    damage(path)
+    with pytest.raises(PipelineError, match=rf"{path} is not a valid probability file .*rerun the predict stage"):
+        load_probs(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "is not valid JSON"),
+    ('{"cv_score": 0.8}', "lacks a valid decision"),
+    ('{"decision": {"threshold": "high"}}', "lacks a valid decision"),
+])
+def test_damaged_tune_json(tmp_path, text, message):
+    exp = WorkLayout(tmp_path).experiment("exp")
+    exp.root.mkdir(parents=True)
+    exp.tune_json.write_text(text)
+    with pytest.raises(PipelineError, match=message) as err:
+        stored_decision(exp)
+    assert str(exp.tune_json) in str(err.value)
+
+
+@pytest.mark.parametrize("text", ["", "id,fold\na,0\na,1\n", "id,fold\na,zero\nb,1\n", "name,split\na,0\n",
+                                  "\x00\x01\x02binary"])
+def test_damaged_folds_csv(tmp_path, text):
+    work = WorkLayout(tmp_path)
+    work.folds_csv.parent.mkdir(parents=True)
+    work.folds_csv.write_text(text)
+    with pytest.raises(PipelineError, match=rf"{work.folds_csv} .*pipeline.folds --force"):
+        read_folds(work, ["a", "b"])
+
+
+def test_folds_for_other_data(tmp_path):
+    work = WorkLayout(tmp_path)
+    work.folds_csv.parent.mkdir(parents=True)
+    pd.DataFrame({"id": ["a", "c"], "fold": [0, 1]}).to_csv(work.folds_csv, index=False)
+    with pytest.raises(PipelineError, match="made for other training data"):
+        read_folds(work, ["a", "b"])

@@ -1,0 +1,58 @@
+"""The one inference path: averaging over models and TTA views, blank images, the image head."""
+import numpy as np
+import torch
+
+from pipeline.lib.config import load_config
+from pipeline.lib.inference import Predictor
+from pipeline.lib.models import build_model
+from pipeline.lib.paths import CONFIG_DIR
+
+
+def setup(extra=()):
+    config = load_config(CONFIG_DIR / "demo.yaml", ["model.decoder_channels=[16,16,8,8,8]", "model.empty_head=true",
+                                                    "predict.batch_size=4", *extra])
+    torch.manual_seed(0)
+    models = [build_model(config.model, 1) for _ in range(2)]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 101, 101), dtype=np.uint8)
+    images[2] = 77  # a blank image
+    return config, models, images, np.full(6, 500.0, np.float32)
+
+
+def test_models_are_averaged_and_heads_come_back():
+    config, models, images, depths = setup()
+    both = Predictor(models, config, torch.device("cpu"))(images, depths)
+    single = [Predictor([m], config, torch.device("cpu"))(images, depths) for m in models]
+    assert both.probs.shape == (6, 101, 101) and both.probs.dtype == np.float32
+    assert np.allclose(both.probs, (single[0].probs + single[1].probs) / 2, atol=1e-5)
+    assert np.allclose(both.salt_prob, (single[0].salt_prob + single[1].salt_prob) / 2, atol=1e-5)
+
+
+class Mirrored(torch.nn.Module):
+    """A model seen through a mirror: flips its input and flips its outputs back."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        masks, head = self.model(x.flip(-1))
+        return masks.flip(-1), head
+
+
+def test_flip_tta_is_the_mean_of_the_view_and_its_mirror():
+    config, models, images, depths = setup(["predict.tta=none"])
+    plain = Predictor(models[:1], config, torch.device("cpu"))(images, depths)
+    mirrored = Predictor([Mirrored(models[0])], config, torch.device("cpu"))(images, depths)
+    flip_config = config.model_copy(update={"predict": config.predict.model_copy(update={"tta": "hflip"})})
+    flip = Predictor(models[:1], flip_config, torch.device("cpu"))(images, depths)
+    assert np.allclose(flip.probs, (plain.probs + mirrored.probs) / 2, atol=1e-5)
+    assert np.allclose(flip.salt_prob, (plain.salt_prob + mirrored.salt_prob) / 2, atol=1e-5)
+    assert not np.allclose(plain.probs, mirrored.probs, atol=1e-3)  # the two views do differ
+
+
+def test_blank_images_are_empty_only_when_training_dropped_them():
+    config, models, images, depths = setup(["data.drop_blank=true"])
+    assert (Predictor(models, config, torch.device("cpu"))(images, depths).probs[2] == 0).all()
+    config, models, images, depths = setup()
+    assert (Predictor(models, config, torch.device("cpu"))(images, depths).probs[2] > 0).any()

@@ -1,0 +1,33 @@
+"""Registries of the runtime (optimisers, mixed precision) and random state across machines."""
+import pytest
+import torch
+
+from pipeline.lib import runtime
+from pipeline.lib.config import TrainConfig
+
+
+@pytest.mark.parametrize("name", list(runtime.OPTIMIZERS))
+def test_every_optimizer_builds_and_steps(name):
+    model = torch.nn.Linear(3, 1)
+    optimizer = runtime.make_optimizer(TrainConfig(optimizer=name, lr=0.1), model)
+    before = model.weight.detach().clone()
+    model(torch.ones(4, 3)).sum().backward()
+    optimizer.step()
+    assert optimizer.param_groups[0]["lr"] == 0.1 and not torch.equal(before, model.weight)
+
+
+@pytest.mark.parametrize("amp", list(runtime.AMP))
+def test_cpus_always_run_float32(amp):
+    with runtime.autocast(amp, torch.device("cpu")):
+        out = torch.nn.Linear(4, 4)(torch.ones(2, 4))
+    assert out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("saved_gpus, gpus_now", [(2, 1), (1, 2), (2, 0)])
+def test_gpu_random_state_resumes_on_another_gpu_count(monkeypatch, saved_gpus, gpus_now):
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus_now > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus_now)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, index: restored.append(index))
+    runtime.restore_cuda_rng([torch.zeros(8, dtype=torch.uint8)] * saved_gpus)
+    assert restored == list(range(min(saved_gpus, gpus_now)))
