@@ -2,20 +2,23 @@
 # The whole pipeline: folds -> train (all folds) -> predict -> tune -> submit.
 #
 #   bash run.sh --demo                          # generated demo data, tiny model, a few minutes on a CPU
-#   bash run.sh [--config FILE] [--input DIR]   # default: pipeline/configs/default.yaml on input/
+#   bash run.sh [--config FILE] [--input DIR]   # default: default.yaml (GPU) or cpu.yaml (no GPU) on input/
 #                                               # (no data in input/ and no --input: the demo)
 #   options: --workdir DIR   where folds/, experiments/, submissions/ go (default: the repo; $TGS_WORKDIR)
 #            --only STAGE    run just one stage          --from STAGE   start at a stage
-#            --force         rerun stages whose outputs exist (retrains folds)
-#   anything after `--` is passed to train/predict/tune as key=value config overrides.
-# A stage whose outputs exist and are newer than its inputs is skipped; training resumes interrupted folds.
+#            --force         redo stages whose outputs are up to date (retrains folds; never re-splits)
+#   anything after `--` is passed to the stages as key=value config overrides; overrides that change
+#   training make a new experiment, named <config>-<digest> (printed).
+# Each stage says whether its outputs are up to date, stale (and what changed) or missing, and redoes only
+# what is not up to date; training resumes interrupted folds and never reuses folds trained otherwise.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
+command_line="bash run.sh $*"
 STAGES=(folds train predict tune submit)
-config=pipeline/configs/default.yaml
+config=""
 input=${TGS_INPUT:-input} input_given=${TGS_INPUT:+1}
-workdir=${TGS_WORKDIR:-.}
+workdir=${TGS_WORKDIR:-.} workdir_given=${TGS_WORKDIR:-}
 only="" from="" force=0 demo=0 overrides=()
 
 die() { echo "error: $*" >&2; exit 2; }
@@ -24,12 +27,12 @@ while [[ $# -gt 0 ]]; do
     --demo) demo=1 ;;
     --config) config=${2:?--config needs a file}; shift ;;
     --input) input=${2:?--input needs a folder} input_given=1; shift ;;
-    --workdir) workdir=${2:?--workdir needs a folder}; shift ;;
+    --workdir) workdir=${2:?--workdir needs a folder} workdir_given=$2; shift ;;
     --only) only=${2:?--only needs a stage}; shift ;;
     --from) from=${2:?--from needs a stage}; shift ;;
     --force) force=1 ;;
     --) shift; overrides=("$@"); break ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see: bash run.sh --help)" ;;
   esac
   shift
@@ -42,14 +45,28 @@ if [[ $demo == 0 && -z $input_given && ! -e $input/train.csv && ! -e $input/trai
   demo=1
 fi
 if [[ $demo == 1 ]]; then
-  config=pipeline/configs/demo.yaml workdir=demo input=demo/input
+  config=pipeline/configs/demo.yaml workdir=${workdir_given:-demo}
+  input=$([[ -n $workdir_given ]] && echo "$workdir/demo-input" || echo demo/input)
   "$PYTHON" -m pipeline.demo --out "$input"
 fi
+if [[ -z $config ]]; then  # the recipe that fits the hardware
+  gpus=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
+  if [[ $gpus -gt 0 ]]; then config=pipeline/configs/default.yaml why="$gpus GPU(s): the GPU recipe"
+  else config=pipeline/configs/cpu.yaml why="no GPU: the CPU recipe (--config pipeline/configs/default.yaml forces the GPU one)"; fi
+  echo "no --config given; $why, $config"
+fi
 [[ -f $config ]] || die "config $config does not exist; shipped configs are in pipeline/configs/"
-name=$(basename "$config" .yaml)
-exp=$workdir/experiments/$name
 io=(--input "$input" --workdir "$workdir")
 forced=(); [[ $force == 1 ]] && forced=(--force)
+
+# One run at a time per work folder; the stages below inherit the lock (pipeline/lib/lock.py).
+mkdir -p "$workdir" 2>/dev/null && [[ -w $workdir ]] || die "cannot write the work folder $workdir; pass --workdir DIR (or set TGS_WORKDIR) to a writable folder"
+if command -v flock >/dev/null; then
+  exec 9>>"$workdir/.lock"
+  flock -n 9 || die "work folder $workdir is in use by $(cat "$workdir/.lock.holder" 2>/dev/null || echo 'another run'); wait for it to finish, or pass another --workdir"
+  echo "pid $$ ($command_line)" >"$workdir/.lock.holder"
+  export TGS_LOCKED_WORKDIR=$(cd "$workdir" && pwd -P)
+fi
 
 wanted() {  # is stage $1 selected by --only / --from?
   [[ -n $only ]] && { [[ $1 == "$only" ]]; return; }
@@ -57,35 +74,23 @@ wanted() {  # is stage $1 selected by --only / --from?
   local s
   for s in "${STAGES[@]}"; do [[ $s == "$from" ]] && return 0; [[ $s == "$1" ]] && return 1; done
 }
-fresh() {  # output $1 exists and is newer than every other path given (and --force is off)
-  local out=$1; shift
-  [[ $force == 0 && -e $out ]] || return 1
-  local f
-  for f in "$@"; do [[ -e $f && $f -nt $out ]] && return 1; done
-  return 0
-}
 stage() { echo; echo "== $1 =="; }
 
 start=$SECONDS
-if wanted folds; then stage folds; "$PYTHON" -m pipeline.folds "${io[@]}" "${forced[@]}"; fi
+status=$("$PYTHON" -m pipeline.status --config "$config" "${io[@]}" "${overrides[@]}")  # up to date, stale, missing
+echo "$status"
+name=$(sed -n '1s/^experiment \([^ ]*\).*/\1/p' <<<"$status")
+exp=$workdir/experiments/$name
+# The split is written once and shared by every experiment: --force never rewrites it (only
+# `python -m pipeline.folds --force` does, which makes the folds trained on the old split stale).
+if wanted folds; then stage folds; "$PYTHON" -m pipeline.folds "${io[@]}"; fi
 if wanted train; then
   stage train
   "$PYTHON" -m pipeline.train --config "$config" --fold all --resume "${io[@]}" "${forced[@]}" "${overrides[@]}"
 fi
-if wanted predict; then
-  stage predict
-  if fresh "$exp/test_probs.npz" "$exp"/fold_*/done.json; then echo "$exp/test_probs.npz is up to date; skipped"
-  else "$PYTHON" -m pipeline.predict --config "$config" "${io[@]}" "${overrides[@]}"; fi
-fi
-if wanted tune; then
-  stage tune
-  if fresh "$exp/tune.json" "$exp/test_probs.npz" "$config"; then echo "$exp/tune.json is up to date; skipped"
-  else "$PYTHON" -m pipeline.tune --config "$config" "${io[@]}" "${overrides[@]}"; fi
-fi
-if wanted submit; then
-  stage submit
-  "$PYTHON" -m pipeline.submit --config "$config" "${io[@]}"
-fi
+for s in predict tune submit; do  # each redoes its work only when what it was made from changed
+  if wanted $s; then stage $s; "$PYTHON" -m pipeline.$s --config "$config" "${io[@]}" "${forced[@]}" "${overrides[@]}"; fi
+done
 
 echo
 if [[ -f $exp/tune.json ]]; then

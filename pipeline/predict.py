@@ -15,20 +15,32 @@ import numpy as np
 from .lib import cli
 from .lib.config import load_config
 from .lib.data import load_test, load_train
-from .lib.errors import run_stage
-from .lib.folds import read_folds
+from .lib.errors import PipelineError, run_stage
+from .lib.folds import read_folds, split_digest
 from .lib.inference import out_of_fold
+from .lib.records import check_fold, fold_identity, predict_identity, say, state, write_record
 from .lib.runtime import pick_device
 from .lib.store import Probs, save_probs, to_levels
 
 
-def predict(config, layout, work) -> None:
+def predict(config, layout, work, force: bool = False) -> None:
     exp = work.experiment(config.name)
-    device = pick_device()
-    train = load_train(layout, work)
-    split = read_folds(work, train.ids)["fold"].to_numpy()
-    test = load_test(layout, work)
+    train, test = load_train(layout, work), load_test(layout, work)
+    frame = read_folds(work, train.ids)
+    split = frame["fold"].to_numpy()
     folds = sorted(set(split.tolist()))
+    pseudo = work.experiment(config.data.pseudo_labels).pseudo_labels if config.data.pseudo_labels else None
+    trained_for = fold_identity(config, train.digest, split_digest(frame), pseudo)
+    for fold in folds:  # every fold must be trained for exactly this config, data and split
+        if not check_fold(exp, fold, trained_for):
+            raise PipelineError(f"fold {fold} of '{config.name}' is not trained; run "
+                                f"`python -m pipeline.train --config ... --fold {fold}` first")
+    identity = predict_identity(config, exp, folds, train.digest, test.digest, split_digest(frame))
+    status = state(exp.predict_json, identity)
+    say("predict", status)
+    if status[0] == "up to date" and not force:
+        return
+    device = pick_device()
     total, salt_total, oof = np.zeros(test.images.shape, np.float32), 0, {}
     for fold in folds:
         oof[fold], predictor = out_of_fold(config, exp, train.ids, train.images, train.depths, split, fold, device)
@@ -41,17 +53,19 @@ def predict(config, layout, work) -> None:
         save_probs(exp.oof_probs(fold), probs)
     salt = None if salt_total is None else salt_total / len(folds)
     save_probs(exp.test_probs, Probs(test.ids, to_levels(total / len(folds)), salt))
+    write_record(exp.predict_json, identity)  # last: what the probabilities above were made from
     print(f"wrote {exp.test_probs}")
 
 
 def main(argv=None) -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
+    p.add_argument("--force", action="store_true", help="predict again even when the stored probabilities are up to date")
     p.add_argument("overrides", nargs="*", help="dotted key=value pairs, e.g. predict.tta=none")
     args = p.parse_args(argv)
     config = load_config(args.config, args.overrides)
     layout, work = cli.layouts(args)
-    predict(config, layout, work)
+    predict(config, layout, work, args.force)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,12 @@ from .lib.tuning import run_tune
 def main(argv=None) -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
+    p.add_argument("--force", action="store_true", help="tune again even when tune.json is up to date")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
     config = load_config(args.config, args.overrides)
     layout, work = cli.layouts(args)
-    run_tune(config.name, config.tune, layout, work)
+    run_tune(config.name, config.tune, layout, work, args.force)
 
 
 if __name__ == "__main__":

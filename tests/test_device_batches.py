@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pipeline.lib.config import AugmentConfig, Config
 from pipeline.lib.dataset import make_input
@@ -57,3 +58,23 @@ def test_batches_are_reproducible_from_the_generator():
             for _ in range(2)]
     assert len(runs[0]) == 2 and runs[0][0][0].shape == (4, 1, 128, 128) and runs[0][0][1].shape == (4, 1, 101, 101)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(*runs))
+
+
+@pytest.mark.parametrize("dx, dy", [(3, 0), (0, -4), (-5, 2)])
+def test_the_device_warp_reflects_borders_like_opencv_reflect_101(dx, dy):
+    """A whole-pixel shift moves border pixels in from outside the image: they must be the ones OpenCV's
+    BORDER_REFLECT_101 (the CPU path) brings in, edge pixel not repeated."""
+    import cv2
+    from pipeline.lib.device_batches import reflect_101
+    image = np.random.default_rng(1).random((101, 101)).astype(np.float32)
+    expected = cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, dy]]), (101, 101), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT_101)
+    # output -> input sampling: input = output - shift, in normalised units (2 / 101 per pixel)
+    theta = torch.tensor([[[1.0, 0.0, -dx * 2 / 101], [0.0, 1.0, -dy * 2 / 101]]], dtype=torch.float64)
+    grid = reflect_101(F.affine_grid(theta, [1, 1, 101, 101], align_corners=False))
+    warped = F.grid_sample(torch.from_numpy(image).double()[None, None], grid, mode="bilinear",
+                           padding_mode="border", align_corners=False)[0, 0].numpy()
+    assert np.abs(warped - expected).max() < 1e-4
+    border = np.zeros((101, 101), bool)
+    border[:5], border[-5:], border[:, :6], border[:, -6:] = True, True, True, True
+    assert np.abs(warped - expected)[border].max() < 1e-4

@@ -5,6 +5,7 @@ import subprocess
 import pandas as pd
 
 from pipeline.lib import rle
+from pipeline.lib.config import load_config
 from pipeline.lib.demo_data import make_demo
 from pipeline.lib.paths import REPO
 
@@ -20,7 +21,9 @@ def test_run_sh_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CV mAP" in result.stdout and "submission:" in result.stdout
 
-    exp = work / "experiments" / "demo"
+    experiment = load_config(REPO / "pipeline/configs/demo.yaml", TINY).name  # overrides: an experiment of its own
+    assert experiment.startswith("demo-") and f"experiment {experiment}" in result.stdout
+    exp = work / "experiments" / experiment
     for fold in range(5):
         for name in ["best.pt", "last.pt", "log.csv", "curves.png", "oof_probs.npz"]:
             assert (exp / f"fold_{fold}" / name).exists(), (fold, name)
@@ -31,14 +34,16 @@ def test_run_sh_end_to_end(tmp_path):
     assert 0 <= tuned["cv_score"] <= 1 and len(tuned["fold_scores"]) == 5
 
     sample = pd.read_csv(tmp_path / "input" / "sample_submission.csv", dtype=str)
-    submission = pd.read_csv(work / "submissions" / "demo.csv", dtype=str, keep_default_na=False)
+    submission = pd.read_csv(work / "submissions" / f"{experiment}.csv", dtype=str, keep_default_na=False)
     assert submission["id"].tolist() == sample["id"].tolist()
     for code in submission["rle_mask"]:
         rle.decode(code)  # raises on an invalid string
 
     again = subprocess.run(command + [], capture_output=True, text=True, cwd=tmp_path)
     assert again.returncode == 0
-    assert "already trained" in again.stdout and "up to date; skipped" in again.stdout
+    for stage in ("train", "predict", "tune", "submit"):
+        assert f"{stage}: up to date" in again.stdout, stage
+    assert again.stdout.count("fold 0: up to date") == 1 and "CV mAP" in again.stdout
 
 
 def test_run_sh_rejects_unknown_stage(tmp_path):

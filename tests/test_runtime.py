@@ -31,3 +31,12 @@ def test_gpu_random_state_resumes_on_another_gpu_count(monkeypatch, saved_gpus, 
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, index: restored.append(index))
     runtime.restore_cuda_rng([torch.zeros(8, dtype=torch.uint8)] * saved_gpus)
     assert restored == list(range(min(saved_gpus, gpus_now)))
+
+
+@pytest.mark.parametrize("capability, expected", [((6, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_precision_follows_the_gpus_compute_capability(monkeypatch, capability, expected):
+    """P100 (6.0) and T4 (7.5) get fp16 with a grad scaler, Ampere and newer bf16; a CPU none."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert runtime.resolve_amp("auto", torch.device("cuda")) == expected
+    assert runtime.resolve_amp("fp16", torch.device("cuda")) == "fp16"  # an explicit choice stands
+    assert runtime.resolve_amp("auto", torch.device("cpu")) == runtime.resolve_amp("bf16", torch.device("cpu")) == "none"

@@ -29,7 +29,7 @@ def test_probs_round_trip(tmp_path):
 
 def test_submission_has_sample_ids_in_order_and_valid_rle(demo_input, tmp_path):
     ids, probs = fake_test_probs(demo_input, tmp_path)
-    submit.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--config", "x/exp.yaml",
+    submit.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--experiments", "exp",
                  "--threshold", "0.6"])
     frame = pd.read_csv(tmp_path / "submissions" / "exp.csv", dtype=str, keep_default_na=False)
     assert list(frame.columns) == ["id", "rle_mask"]
@@ -42,10 +42,10 @@ def test_submission_has_sample_ids_in_order_and_valid_rle(demo_input, tmp_path):
 def test_submission_refuses_probabilities_for_other_ids(demo_input, tmp_path):
     fake_test_probs(demo_input, tmp_path, drop=3)
     with pytest.raises(PipelineError, match="no stored probabilities"):
-        submit.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--config", "exp.yaml"])
+        submit.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--experiments", "exp"])
     assert not (tmp_path / "submissions" / "exp.csv").exists()
 
 
 def test_submission_without_predictions_names_the_stage(demo_input, tmp_path):
     with pytest.raises(PipelineError, match="pipeline.predict"):
-        submit.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--config", "none.yaml"])
+        submit.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--experiments", "none"])

@@ -34,9 +34,37 @@ def run(demo_input, work, extra=(), resume=False, force=False):
     return training.train_fold(tiny(extra), InputLayout(demo_input), work, 0, resume=resume, force=force)
 
 
+def experiment(work, extra=()):
+    """Overrides that change training make their own experiment (demo-<digest>)."""
+    return work.experiment(tiny(extra).name)
+
+
+def interrupt_after(monkeypatch, epochs: int) -> None:
+    """Training stops (as on Ctrl-C) once `epochs` epochs are done and saved."""
+    original = training.Trainer.train_epoch
+
+    def train_epoch(self, epoch, loss_fn):
+        if epoch == epochs:
+            raise KeyboardInterrupt
+        return original(self, epoch, loss_fn)
+
+    monkeypatch.setattr(training.Trainer, "train_epoch", train_epoch)
+
+
+def interrupted_run(demo_input, work, monkeypatch, extra):
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            run(demo_input, work, extra)
+    exp = experiment(work, extra)
+    assert exp.last_checkpoint(0).exists() and not exp.done_marker(0).exists()
+    return exp
+
+
 def test_training_lowers_the_loss_and_writes_every_artifact(demo_input, work):
-    score = run(demo_input, work, ["train.epochs=3", "train.cycles=2", "train.switch_epoch=1"])
-    exp = work.experiment("demo")
+    extra = ["train.epochs=3", "train.cycles=2", "train.switch_epoch=1"]
+    score = run(demo_input, work, extra)
+    exp = experiment(work, extra)
     log = pd.read_csv(exp.log_csv(0))
     assert log["epoch"].tolist() == [0, 1, 2]
     assert log["train_loss"].iloc[0] > log["train_loss"].iloc[1:].min()
@@ -49,7 +77,7 @@ def test_training_lowers_the_loss_and_writes_every_artifact(demo_input, work):
     assert not list(exp.fold_dir(0).glob(".*.tmp"))
     # 40 training images / batch 8 = 5 steps per epoch; 15 steps in 2 cycles of 7: snapshots after steps 7 and 14
     assert [load_checkpoint(exp.snapshot(0, c))["step"] for c in (0, 1)] == [7, 14]
-    assert run(demo_input, work, ["train.epochs=3", "train.cycles=2", "train.switch_epoch=1"]) is None  # done: skipped
+    assert run(demo_input, work, extra) is None  # up to date: skipped
 
 
 def test_validation_probabilities_equal_predict_out_of_fold(demo_input, work, monkeypatch):
@@ -69,7 +97,7 @@ def test_validation_probabilities_equal_predict_out_of_fold(demo_input, work, mo
                             InputLayout(demo_input), work, fold)
     predict.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--input", str(demo_input), "--workdir",
                   str(work.root), *TINY, "train.epochs=1", "model.empty_head=true", "train.cycles=1"])
-    stored = load_probs(work.experiment("demo").oof_probs(0))
+    stored = load_probs(experiment(work, ["train.epochs=1", "model.empty_head=true", "train.cycles=1"]).oof_probs(0))
     validated = seen[0]
     assert np.array_equal(stored.levels, np.clip(np.rint(validated.probs * 255), 0, 255).astype(np.uint8))
     assert np.allclose(stored.salt_prob, validated.salt_prob)
@@ -78,10 +106,8 @@ def test_validation_probabilities_equal_predict_out_of_fold(demo_input, work, mo
     assert stored.ids.tolist() == train_set.ids[split == 0].tolist()
 
 
-def test_resume_continues_from_the_saved_epoch(demo_input, work, capsys):
-    run(demo_input, work, ["train.epochs=1"])
-    exp = work.experiment("demo")
-    exp.done_marker(0).unlink()  # as if interrupted after the first epoch
+def test_resume_continues_from_the_saved_epoch(demo_input, work, monkeypatch, capsys):
+    exp = interrupted_run(demo_input, work, monkeypatch, ["train.epochs=2"])
     with pytest.raises(PipelineError, match="--resume"):
         run(demo_input, work, ["train.epochs=2"])
     run(demo_input, work, ["train.epochs=2"], resume=True)
@@ -94,22 +120,28 @@ def test_resume_continues_from_the_saved_epoch(demo_input, work, capsys):
 def test_resume_survives_a_changed_amp_and_a_killed_save(demo_input, work, monkeypatch):
     """last.pt saved without fp16 holds an empty scaler state; an fp16 run resumes from it. A save killed
     mid-way left a temporary file, which the next start removes."""
-    run(demo_input, work, ["train.epochs=1"])
-    exp = work.experiment("demo")
-    exp.done_marker(0).unlink()
+    exp = interrupted_run(demo_input, work, monkeypatch, ["train.epochs=2"])
     stray = exp.fold_dir(0) / ".last.pt.abc123.tmp"
     stray.write_bytes(b"half a checkpoint")
     monkeypatch.setattr(torch.amp.GradScaler, "is_enabled", lambda self: True)  # as on a GPU with amp=fp16
     loaded = []
     monkeypatch.setattr(torch.amp.GradScaler, "load_state_dict", lambda self, state: loaded.append(state))
+    assert experiment(work, ["train.epochs=2", "train.amp=fp16"]) == exp  # amp is how it runs, not what it learns
     run(demo_input, work, ["train.epochs=2", "train.amp=fp16"], resume=True)
-    assert loaded == [] and not stray.exists()
+    assert loaded == [] and not stray.exists() and exp.done_marker(0).exists()
 
 
-def test_a_damaged_checkpoint_is_one_line_naming_it(demo_input, work):
-    run(demo_input, work, ["train.epochs=1"])
-    exp = work.experiment("demo")
-    exp.done_marker(0).unlink()
+def test_resume_refuses_a_checkpoint_saved_for_other_inputs(demo_input, work, monkeypatch):
+    exp = interrupted_run(demo_input, work, monkeypatch, ["train.epochs=2"])
+    state = load_checkpoint(exp.last_checkpoint(0))
+    state["identity"]["config"]["train"]["lr"] = 0.1  # as if the config file had said another lr
+    torch.save(state, exp.last_checkpoint(0))
+    with pytest.raises(PipelineError, match=r"saved for other inputs \(train.lr 0.1 -> 0.003\)"):
+        run(demo_input, work, ["train.epochs=2"], resume=True)
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_it(demo_input, work, monkeypatch):
+    exp = interrupted_run(demo_input, work, monkeypatch, ["train.epochs=2"])
     data = exp.last_checkpoint(0).read_bytes()
     exp.last_checkpoint(0).write_bytes(data[: len(data) // 2])
     with pytest.raises(PipelineError, match=rf"checkpoint {exp.last_checkpoint(0)} is damaged .*--force"):
@@ -117,9 +149,7 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(demo_input, work):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(demo_input, work, monkeypatch):
-    run(demo_input, work, ["train.epochs=1"])
-    exp = work.experiment("demo")
-    exp.done_marker(0).unlink()
+    exp = interrupted_run(demo_input, work, monkeypatch, ["train.epochs=2"])
     before = exp.last_checkpoint(0).read_bytes()
 
     def nan_loss(terms):
@@ -137,14 +167,15 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(demo_input
 def test_folds_run_in_parallel_worker_processes(demo_input, work):
     train.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "all", "--parallel", "2", "--input",
                 str(demo_input), "--workdir", str(work.root), *TINY, "train.epochs=1", "train.cycles=1"])
-    assert all(work.experiment("demo").done_marker(fold).exists() for fold in range(3))
+    exp = experiment(work, ["train.epochs=1", "train.cycles=1"])
+    assert all(exp.done_marker(fold).exists() for fold in range(3))
 
 
 def test_a_rejected_config_writes_nothing(demo_input, work):
     with pytest.raises(PipelineError, match="train.epochs"):
         train.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "0", "--input", str(demo_input),
                     "--workdir", str(work.root), "train.epochs=0"])
-    assert not work.experiment("demo").root.exists()
+    assert not (work.root / "experiments").exists()
 
 
 def test_fold_data_drops_blank_images_from_training_only(demo_input, work):

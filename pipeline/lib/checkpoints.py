@@ -68,10 +68,11 @@ def model_from_checkpoint(path: Path) -> tuple[SaltNet, Config]:
 
 class CheckpointSaver:
     """One fold's checkpoint files: best.pt (by validation score), snapshot_C.pt (end of each cosine
-    cycle), last.pt (to resume). Temporary files of a save that was killed are removed on start."""
+    cycle), last.pt (to resume, with the identity of the inputs it was trained on). Temporary files of a
+    save that was killed are removed on start."""
 
-    def __init__(self, exp: ExperimentLayout, fold: int, config: Config):
-        self.exp, self.fold, self.config = exp, fold, config.resolved()
+    def __init__(self, exp: ExperimentLayout, fold: int, config: Config, identity: dict | None = None):
+        self.exp, self.fold, self.config, self.identity = exp, fold, config.resolved(), identity or {}
         self.exp.fold_dir(fold).mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.exp.fold_dir(fold))
 
@@ -85,7 +86,7 @@ class CheckpointSaver:
 
     def save_last(self, model: torch.nn.Module, **training_state) -> None:
         save_checkpoint(self.exp.last_checkpoint(self.fold), model=model.state_dict(), config=self.config,
-                        **training_state)
+                        identity=self.identity, **training_state)
 
     def load_last(self, device: torch.device) -> dict:
         return load_checkpoint(self.exp.last_checkpoint(self.fold), device)

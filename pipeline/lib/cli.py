@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from . import paths
+from .lock import lock_workdir
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -15,5 +16,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def layouts(args: argparse.Namespace) -> tuple[paths.InputLayout, paths.WorkLayout]:
-    return paths.InputLayout(paths.input_dir(args.input)), paths.WorkLayout(paths.work_dir(args.workdir))
+def layouts(args: argparse.Namespace, lock: bool = True) -> tuple[paths.InputLayout, paths.WorkLayout]:
+    """The input and work folders; unless `lock` is off (read-only stages), the work folder is locked for
+    this run: one run at a time."""
+    work = paths.WorkLayout(paths.work_dir(args.workdir))
+    if lock:
+        lock_workdir(work.root)
+    return paths.InputLayout(paths.input_dir(args.input)), work

@@ -18,6 +18,7 @@ from .dataset import CHANNELS
 from .device_batches import SUPPORTED as GPU_AUGMENTATIONS
 from .errors import PipelineError
 from .geometry import MODES, TTA
+from .identity import digest, training_sections
 from .losses import LOSSES
 from .models import (ARCHS, ATTENTION, ENCODERS, MIN_SCSE_CHANNELS, TAKES_ATTENTION, TAKES_DECODER_CHANNELS,
                      TAKES_HYPERCOLUMN)
@@ -91,7 +92,7 @@ class TrainConfig(Section):
     loss_after: LossTerms = {"lovasz_symmetric": 1.0}
     empty_head_weight: float = Field(0.1, ge=0)
     deep_supervision: bool = False  # with model.empty_head: the mask loss sees only images with salt
-    amp: Name(AMP) = "bf16"  # bf16 | fp16 | none; GPU only
+    amp: Name(AMP) = "auto"  # auto (bf16 from compute capability 8.0, else fp16) | bf16 | fp16 | none; GPU only
     seed: int = 42
     num_workers: int = Field(2, ge=0)
     gpu_augment: bool = False  # hold the train set on the device and augment batches there
@@ -296,13 +297,21 @@ def validate(raw: dict, source: str) -> Config:
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """The resolved, checked config of an experiment; its name is the file's stem."""
+    """The resolved, checked config of an experiment. Its name is the file's stem; when overrides change
+    what training depends on (data, model, augment, train), it is a different experiment, named
+    `<stem>-<digest of those sections>`, so that its folds never mix with the file's own."""
     path = Path(path)
-    raw = layered(path)
+    file_raw = layered(path)
+    raw = file_raw
     for text in overrides:
         raw = merge(raw, parse_override(text), Config)
     source = f"{path}" + (f" with {' '.join(overrides)}" if overrides else "")
-    return validate({**raw, "name": path.stem}, source)
+    config = validate({**raw, "name": path.stem}, source)
+    if overrides:
+        plain = validate({**file_raw, "name": path.stem}, str(path))
+        if training_sections(plain) != training_sections(config):
+            config = config.model_copy(update={"name": f"{path.stem}-{digest(training_sections(config))[:6]}"})
+    return config
 
 
 def save_config(path: Path, config: Config) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from . import rle
 from .errors import PipelineError
 from .geometry import SIZE
+from .identity import digest
 from .paths import InputLayout, WorkLayout
 from .store import atomic_path
 
@@ -36,12 +38,21 @@ class TrainSet:
     def coverage(self) -> np.ndarray:
         return self.masks.reshape(len(self.masks), -1).mean(1)
 
+    @cached_property
+    def digest(self) -> str:
+        """What the data is (ids, pixels, masks, depths), not where it lies or when it was copied."""
+        return digest(self.ids, self.images, self.masks, self.depths)
+
 
 @dataclass
 class TestSet:
     ids: np.ndarray
     images: np.ndarray
     depths: np.ndarray
+
+    @cached_property
+    def digest(self) -> str:
+        return digest(self.ids, self.images, self.depths)
 
 
 def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:

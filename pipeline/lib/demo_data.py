@@ -7,7 +7,9 @@ masks use both of Kaggle's encodings (8-bit all-zero when empty, 16-bit 0/65535 
 """
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -18,6 +20,7 @@ from . import rle
 from .errors import PipelineError
 from .geometry import SIZE
 from .paths import InputLayout
+from .store import current_umask
 
 EMPTY_FRACTION = 0.39
 CONSTANT_FRACTION = 0.03
@@ -83,7 +86,7 @@ def write_png(path: Path, array: np.ndarray) -> None:
 
 
 def write_dataset(out: Path, n_train: int, n_test: int, seed: int) -> None:
-    """Write a complete dataset in Kaggle's layout into `out` (which must not exist)."""
+    """Write a complete dataset in Kaggle's layout into `out` (a new or empty folder)."""
     rng = np.random.default_rng(seed)
     layout = InputLayout(out)
     for folder in (layout.train_images, layout.train_masks, layout.test_images):
@@ -107,13 +110,22 @@ def write_dataset(out: Path, n_train: int, n_test: int, seed: int) -> None:
 
 
 def make_demo(out: Path, n_train: int = 400, n_test: int = 200, seed: int = 0, force: bool = False) -> bool:
-    """Generate the dataset unless it already exists; returns whether it was written."""
+    """Generate the dataset unless it already exists; returns whether it was written. Safe when several
+    processes generate the same folder at once: each writes its own temporary folder, one rename wins."""
     out = Path(out)
     if out.exists() and not force:
         return False
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_dataset(tmp, n_train, n_test, seed)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return True
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())
+        write_dataset(tmp, n_train, n_test, seed)
+        if force:
+            shutil.rmtree(out, ignore_errors=True)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process finished the same folder first
+            return False
+        return True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -39,6 +39,19 @@ def affine_theta(n: int, params, gen: torch.Generator) -> torch.Tensor:
     return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
 
 
+def reflect_101(grid: torch.Tensor) -> torch.Tensor:
+    """Sampling coordinates (N, H, W, 2; x then y; align_corners=False) folded back into the image the way
+    OpenCV's BORDER_REFLECT_101 does, as the CPU path (albumentations) and the canvas padding reflect: the
+    edge pixel is the mirror, not repeated (torch's own 'reflection' padding repeats it)."""
+    height, width = grid.shape[1:3]
+    size = torch.tensor([width, height], dtype=grid.dtype, device=grid.device)
+    pixels = ((grid + 1) * size - 1) / 2  # pixel-centre coordinates
+    period = 2 * (size - 1)
+    pixels = torch.remainder(pixels, period)
+    pixels = torch.where(pixels > size - 1, period - pixels, pixels)
+    return (2 * pixels + 1) / size - 1
+
+
 def augment_batch(x: torch.Tensor, y: torch.Tensor, augment, gen: torch.Generator):
     """x: raw intensities in [0, 1] (N, 1, 101, 101); y: masks (N, 1, 101, 101); `augment`: the config section."""
     n, device = len(x), x.device
@@ -48,9 +61,9 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, augment, gen: torch.Generato
         x, y = torch.where(flip, x.flip(-1), x), torch.where(flip, y.flip(-1), y)
     if "affine" in on:
         params = on["affine"]
-        grid = F.affine_grid(affine_theta(n, params, gen).to(device), list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-        y = F.grid_sample(y, grid, mode="nearest", padding_mode="reflection", align_corners=False)
+        grid = reflect_101(F.affine_grid(affine_theta(n, params, gen).to(device), list(x.shape), align_corners=False))
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        y = F.grid_sample(y, grid, mode="nearest", padding_mode="border", align_corners=False)
     if "brightness_contrast" in on:
         params = on["brightness_contrast"]
         drawn = chance(params.p, n, gen).float()

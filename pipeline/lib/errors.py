@@ -1,4 +1,5 @@
 """The one error type for expected failures, and the wrapper that turns it into a one-line exit."""
+import errno
 import sys
 
 
@@ -12,6 +13,12 @@ def run_stage(main, argv=None) -> None:
         main(argv)
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        print(f"error: cannot write {err.filename or 'the work folder'} ({err.strerror}); pass --workdir DIR "
+              "(or set TGS_WORKDIR) to a writable folder", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -9,6 +9,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from .errors import PipelineError
+from .identity import digest
 from .paths import WorkLayout
 from .store import atomic_path
 
@@ -59,6 +60,12 @@ def read_folds(work: WorkLayout, ids) -> pd.DataFrame:
         raise PipelineError(f"{path} was made for other training data (its ids differ from train.csv); "
                             "rerun `python -m pipeline.folds --force` for this input")
     return frame.set_index("id").loc[list(ids)].reset_index()
+
+
+def split_digest(frame: pd.DataFrame) -> str:
+    """The split's content (which id is in which fold), whatever the row order."""
+    ordered = frame.sort_values("id")
+    return digest(ordered["id"].to_numpy(str), ordered["fold"].to_numpy(np.int64))
 
 
 def fold_summary(frame: pd.DataFrame) -> pd.DataFrame:

@@ -120,6 +120,16 @@ class ExperimentLayout:
         return self.root / "test_probs.npz"
 
     @property
+    def predict_json(self) -> Path:
+        """What the stored probabilities were made from (written last by predict)."""
+        return self.root / "predict.json"
+
+    @property
+    def submit_json(self) -> Path:
+        """What the submission CSV was made from (written last by submit)."""
+        return self.root / "submit.json"
+
+    @property
     def pseudo_labels(self) -> Path:
         return self.root / "pseudo_labels.npz"
 

@@ -12,17 +12,33 @@ OPTIMIZERS = {  # name -> (params, train section) -> optimizer
     "sgd": lambda params, t: torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                                              nesterov=True),
 }
-AMP = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}  # mixed precision on GPUs
+# mixed precision on GPUs; "auto" is resolved per device by resolve_amp
+AMP = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+BF16_CAPABILITY = 8  # torch sends bf16 convolutions to cuDNN's tensor cores from Ampere (8.0) on only
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # inputs are always one canvas size: tune kernels once
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """The precision a run uses: none on a CPU; for auto, bf16 on compute capability 8.0 and newer, fp16
+    (with a grad scaler) below, e.g. on Kaggle's T4 (7.5) and P100 (6.0), where bf16 is only emulated."""
+    if device.type != "cuda":
+        return "none"
+    if amp != "auto":
+        return amp
+    major, _ = torch.cuda.get_device_capability(device)
+    return "bf16" if major >= BF16_CAPABILITY else "fp16"
 
 
 def autocast(amp: str, device: torch.device):
-    """Mixed precision on a GPU as `amp` names it; CPUs always run in float32."""
-    dtype = AMP[amp]
-    if device.type != "cuda" or dtype is None:
+    """Mixed precision on a GPU as `amp` (or its resolution) names it; CPUs always run in float32."""
+    dtype = AMP[resolve_amp(amp, device)]
+    if dtype is None:
         return torch.autocast(device.type, enabled=False)
     return torch.autocast("cuda", dtype=dtype)
 

@@ -25,7 +25,8 @@ from .dataset import SaltDataset, seed_worker
 from .device_batches import DeviceBatches
 from .errors import PipelineError
 from .fold_data import FoldData, fold_data, pseudo_labelled
-from .folds import read_folds
+from .folds import read_folds, split_digest
+from .identity import changes, describe
 from .geometry import from_canvas
 from .inference import Prediction, Predictor
 from .losses import empty_head_loss, make_loss
@@ -33,9 +34,11 @@ from .metric import mean_score
 from .models import build_model
 from .paths import InputLayout, WorkLayout
 from .postprocess import masks_from_probs
-from .runtime import autocast, make_optimizer, memory_format, pick_device, rng_state, seed_everything, set_rng_state
+from .runtime import (autocast, make_optimizer, memory_format, pick_device, resolve_amp, rng_state, seed_everything,
+                      set_rng_state)
 from .schedule import Schedule
-from .store import Probs, atomic_path, to_levels, write_json
+from .records import check_fold, fold_identity, write_record
+from .store import Probs, atomic_path, to_levels
 from .tuning import search, untuned
 
 LOG_COLUMNS = ["epoch", "loss_name", "train_loss", "val_bce", "lr", "score_05", "score_best", "best_threshold",
@@ -114,7 +117,8 @@ class Trainer:
         self.schedule = Schedule.of(t, len(self.train_loader))
         self.scheduler = self.schedule.scheduler(self.optimizer, t.min_lr)
         self.snapshot_steps = self.schedule.cycle_ends() if t.cycles > 1 else []
-        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and t.amp == "fp16")
+        self.precision = resolve_amp(t.amp, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.validator = Predictor([self.model], config, device)
         self.start_epoch, self.step, self.best_score = 0, 0, -1.0
 
@@ -130,6 +134,11 @@ class Trainer:
 
     def resume(self) -> None:
         state = self.saver.load_last(self.device)
+        changed = changes(state.get("identity", {}), self.saver.identity)
+        if changed:
+            raise PipelineError(f"{self.saver.exp.last_checkpoint(self.fold)} was saved for other inputs "
+                                f"({describe(changed)}); start over with --force, or give the changed config a "
+                                "new file name")
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -186,6 +195,8 @@ class Trainer:
 
     def run(self) -> float:
         t = self.config.train
+        print(f"fold {self.fold}: training on {self.device.type}, precision {self.precision} (train.amp {t.amp})",
+              flush=True)
         for epoch in range(self.start_epoch, t.epochs):
             started = time.time()
             loss_fn = loss_for_epoch(t, epoch)
@@ -217,25 +228,27 @@ class Trainer:
 
 def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int, resume: bool = False,
                force: bool = False) -> float | None:
-    """Train one fold; returns its best validation mAP, or None when it was already trained."""
+    """Train one fold; returns its best validation mAP, or None when it was already trained for exactly
+    these inputs. A fold trained (or half-trained) for other inputs is an error unless `force`."""
     exp = work.experiment(config.name)
+    train = load_train(layout, work)
+    frame = read_folds(work, train.ids)
+    split = frame["fold"].to_numpy()
+    pseudo_exp = work.experiment(config.data.pseudo_labels) if config.data.pseudo_labels else None
+    pseudo = pseudo_labelled(pseudo_exp, load_test(layout, work)) if pseudo_exp else None
+    identity = fold_identity(config, train.digest, split_digest(frame), pseudo_exp.pseudo_labels if pseudo_exp else None)
     if force:
         shutil.rmtree(exp.fold_dir(fold), ignore_errors=True)
-    if exp.done_marker(fold).exists():
-        print(f"fold {fold}: already trained ({exp.done_marker(fold)}); pass --force to retrain")
+    if check_fold(exp, fold, identity):
+        print(f"fold {fold}: up to date ({exp.done_marker(fold)}); pass --force to retrain")
         return None
     if exp.last_checkpoint(fold).exists() and not resume:
         raise PipelineError(f"fold {fold} has a checkpoint from an earlier run ({exp.last_checkpoint(fold)}); "
                             "pass --resume to continue it or --force to start over")
-    train = load_train(layout, work)
-    split = read_folds(work, train.ids)["fold"].to_numpy()
-    pseudo = None
-    if config.data.pseudo_labels:
-        pseudo = pseudo_labelled(work.experiment(config.data.pseudo_labels), load_test(layout, work))
     data = fold_data(train, split, fold, config.data.drop_blank, pseudo)
     save_config(exp.config_yaml, config)
     log = EpochLog(exp.log_csv(fold), exp.curves_png(fold), f"{config.name} fold {fold}")
-    trainer = Trainer(config, data, CheckpointSaver(exp, fold, config), log, pick_device(), fold)
+    trainer = Trainer(config, data, CheckpointSaver(exp, fold, config, identity), log, pick_device(), fold)
     if resume and exp.last_checkpoint(fold).exists():
         trainer.resume()
     try:
@@ -243,5 +256,6 @@ def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int,
     except torch.cuda.OutOfMemoryError:
         raise PipelineError(f"CUDA ran out of memory at train.batch_size={config.train.batch_size}; "
                             "lower it (e.g. train.batch_size=16) and rerun with --resume") from None
-    write_json(exp.done_marker(fold), {"best_score": best, "epochs": config.train.epochs})
+    write_record(exp.done_marker(fold), identity, best_score=best, epochs=config.train.epochs,
+                 precision=trainer.precision, device=trainer.device.type)
     return best

@@ -9,10 +9,12 @@ import numpy as np
 
 from . import plots
 from .data import load_train
+from .errors import PipelineError
 from .folds import read_folds
 from .metric import grid_counts, image_scores, mean_score, scores_from_counts
 from .paths import ExperimentLayout, WorkLayout
 from .postprocess import Decision, emptied, masks_from_probs
+from .records import record_digest, say, state
 from .store import Probs, load_probs, write_json
 
 
@@ -52,7 +54,7 @@ def oof_probs(exp: ExperimentLayout, folds: list[int]) -> Probs:
 
 
 def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray, section,
-         exp: ExperimentLayout) -> dict:
+         exp: ExperimentLayout, identity: dict | None = None) -> dict:
     """Search, then write the pictures and, last, tune.json; `probs` rows align with the other arrays."""
     decision, cv, curves = search(probs, truth, section)
     masks = masks_from_probs(probs, decision)
@@ -60,7 +62,7 @@ def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray,
     at_05 = mean_score(truth, masks_from_probs(probs, untuned(probs)))
     result = {"decision": decision.to_dict(), "cv_score": round(cv, 5), "cv_score_at_0.5": round(float(at_05), 5),
               "fold_scores": {int(f): round(float(per_image[split == f].mean()), 5) for f in np.unique(split)},
-              "images": int(len(truth))}
+              "images": int(len(truth)), "identity": identity or {}}
     plots.threshold_curve(threshold_grid(section), curves, decision, exp.threshold_png,
                           f"{exp.root.name}: out-of-fold mAP vs threshold")
     pick = np.random.default_rng(0).choice(len(truth), min(32, len(truth)), replace=False)
@@ -71,13 +73,25 @@ def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray,
     return result
 
 
-def run_tune(name: str, section, layout, work: WorkLayout) -> dict:
-    """Tune experiment `name` on its stored out-of-fold probabilities; `section`: the config's tune section."""
+def tune_identity(exp: ExperimentLayout, section) -> dict:
+    return {"predictions": record_digest(exp.predict_json), "config": {"tune": section.model_dump(mode="json")}}
+
+
+def run_tune(name: str, section, layout, work: WorkLayout, force: bool = False) -> dict | None:
+    """Tune experiment `name` on its stored out-of-fold probabilities (`section`: the config's tune section);
+    None when tune.json is up to date for them and this section."""
     exp = work.experiment(name)
+    identity = tune_identity(exp, section)
+    status = state(exp.tune_json, identity)
+    say("tune", status)
+    if status[0] == "up to date" and not force:
+        return None
+    if not exp.predict_json.exists():
+        raise PipelineError(f"{exp.predict_json} is missing; run `python -m pipeline.predict` for '{name}' first")
     train = load_train(layout, work)
     split = read_folds(work, train.ids)["fold"].to_numpy()
     probs = oof_probs(exp, sorted(set(split))).subset(train.ids)
-    result = tune(probs, train.masks, train.images, split, section, exp)
+    result = tune(probs, train.masks, train.images, split, section, exp, identity)
     d = result["decision"]
     print(f"CV mAP {result['cv_score']:.4f} (at 0.5, untuned: {result['cv_score_at_0.5']:.4f}) with threshold "
           f"{d['threshold']}, min area {d['min_area']}, empty cut {d['empty_cut']}; wrote {exp.tune_json}")
