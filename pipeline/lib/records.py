@@ -67,9 +67,10 @@ def check_fold(exp: ExperimentLayout, fold: int, identity: dict) -> bool:
     for other inputs is an error naming what changed, since its weights must never be reused or mixed."""
     word, changed = state(exp.done_marker(fold), identity)
     if word == "stale":
-        raise PipelineError(
-            f"fold {fold} of '{exp.root.name}' was trained with other inputs ({describe(changed)}); retrain it "
-            f"with --force, or give the changed config a new file name (a new experiment)")
+        only_config = all("." in change for change in changed)  # config keys look like train.lr
+        way = ("retrain it with --force, or give the changed config a new file name (a new experiment)"
+               if only_config else "retrain it with --force")
+        raise PipelineError(f"fold {fold} of '{exp.root.name}' was trained with other inputs ({describe(changed)}); {way}")
     return word == "up to date"
 
 
