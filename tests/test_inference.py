@@ -56,3 +56,10 @@ def test_blank_images_are_empty_only_when_training_dropped_them():
     assert (Predictor(models, config, torch.device("cpu"))(images, depths).probs[2] == 0).all()
     config, models, images, depths = setup()
     assert (Predictor(models, config, torch.device("cpu"))(images, depths).probs[2] > 0).any()
+
+
+def test_the_benchmark_measures_the_inference_path():
+    from pipeline import bench
+    config, models, images, _ = setup()
+    rate = bench.infer_rate(models[0], config, torch.device("cpu"), images)
+    assert rate > 0
