@@ -150,6 +150,9 @@ def test_a_second_run_on_the_same_workdir_exits_naming_the_holder(copy):
                                 capture_output=True, text=True, cwd=REPO, env=env)
         assert second.returncode == 2
         assert f"is in use by pid {holder.pid}" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+        whole = subprocess.run(["bash", str(REPO / "run.sh"), "--config", DEMO, "--input", str(copy / "input"),
+                                "--workdir", str(copy / "work")], capture_output=True, text=True, env=env)
+        assert whole.returncode == 2 and f"is in use by pid {holder.pid}" in whole.stderr
     finally:
         holder.kill()
         holder.wait()
