@@ -49,8 +49,8 @@ if [[ $demo == 1 ]]; then
   input=$([[ -n $workdir_given ]] && echo "$workdir/demo-input" || echo demo/input)
   "$PYTHON" -m pipeline.demo --out "$input"
 fi
+gpus=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
 if [[ -z $config ]]; then  # the recipe that fits the hardware
-  gpus=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
   if [[ $gpus -gt 0 ]]; then config=pipeline/configs/default.yaml why="$gpus GPU(s): the GPU recipe"
   else config=pipeline/configs/cpu.yaml why="no GPU: the CPU recipe (--config pipeline/configs/default.yaml forces the GPU one)"; fi
   echo "no --config given; $why, $config"
@@ -86,7 +86,9 @@ exp=$workdir/experiments/$name
 if wanted folds; then stage folds; "$PYTHON" -m pipeline.folds "${io[@]}"; fi
 if wanted train; then
   stage train
-  "$PYTHON" -m pipeline.train --config "$config" --fold all --resume "${io[@]}" "${forced[@]}" "${overrides[@]}"
+  launch=("$PYTHON")  # several GPUs: one process per GPU, each training its share of the folds
+  [[ $gpus -gt 1 ]] && launch=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node="$gpus")
+  "${launch[@]}" -m pipeline.train --config "$config" --fold all --resume "${io[@]}" "${forced[@]}" "${overrides[@]}"
 fi
 for s in predict tune submit; do  # each redoes its work only when what it was made from changed
   if wanted $s; then stage $s; "$PYTHON" -m pipeline.$s --config "$config" "${io[@]}" "${forced[@]}" "${overrides[@]}"; fi

@@ -1,5 +1,9 @@
 """A short training run on generated data with a tiny model: loss, artifacts, snapshots, resume, failures,
 and validation == prediction."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,11 +13,12 @@ from pipeline import folds, predict, train
 from pipeline.lib import training
 from pipeline.lib.checkpoints import load_checkpoint
 from pipeline.lib.config import load_config
+from pipeline.lib.distributed import Rank
 from pipeline.lib.data import load_train
 from pipeline.lib.errors import PipelineError
 from pipeline.lib.fold_data import fold_data
 from pipeline.lib.folds import fold_list, read_folds
-from pipeline.lib.paths import CONFIG_DIR, InputLayout, WorkLayout
+from pipeline.lib.paths import CONFIG_DIR, REPO, InputLayout, WorkLayout
 from pipeline.lib.store import load_probs
 
 TINY = ["model.decoder_channels=[16,16,8,8,8]", "train.batch_size=8", "train.num_workers=0", "train.lr=0.003",
@@ -164,11 +169,58 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(demo_input
     assert exp.last_checkpoint(0).read_bytes() == before
 
 
-def test_folds_run_in_parallel_worker_processes(demo_input, work):
-    train.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "all", "--parallel", "2", "--input",
-                str(demo_input), "--workdir", str(work.root), *TINY, "train.epochs=1", "train.cycles=1"])
-    exp = experiment(work, ["train.epochs=1", "train.cycles=1"])
+def torchrun(work, demo_input, *extra):
+    """`torchrun --nproc_per_node=2 -m pipeline.train --fold all` on the CPU (2 processes, 1 thread each)."""
+    env = {**os.environ, "TGS_LOCKED_WORKDIR": str(work.root.resolve())}  # this test process holds the lock
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "pipeline.train", "--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "all",
+                           "--resume", "--input", str(demo_input), "--workdir", str(work.root), *TINY, *extra],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+
+
+def test_torchrun_ranks_share_the_folds(demo_input, work):
+    result = torchrun(work, demo_input, "train.epochs=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rank 0 of 2: folds [0, 2] on cpu" in result.stdout and "rank 1 of 2: folds [1] on cpu" in result.stdout
+    exp = experiment(work, ["train.epochs=1"])
     assert all(exp.done_marker(fold).exists() for fold in range(3))
+
+
+def test_a_failed_rank_stops_the_job(demo_input, work):
+    exp = experiment(work, ["train.epochs=2"])
+    exp.fold_dir(1).mkdir(parents=True)
+    exp.last_checkpoint(1).write_bytes(b"damaged")  # rank 1's only fold cannot resume
+    result = torchrun(work, demo_input, "train.epochs=2")
+    assert result.returncode != 0
+    assert f"checkpoint {exp.last_checkpoint(1)} is damaged" in result.stderr
+    assert not exp.done_marker(1).exists()
+
+
+@pytest.mark.parametrize("world, expected", [(1, [[0, 1, 2, 3, 4]]), (2, [[0, 2, 4], [1, 3]]), (5, [[f] for f in range(5)]),
+                                             (7, [[0], [1], [2], [3], [4], [], []])])
+def test_ranks_take_every_fold_once(world, expected):
+    assert [Rank(r, world).share([0, 1, 2, 3, 4]) for r in range(world)] == expected
+
+
+def test_each_rank_gets_its_gpu_and_a_share_of_the_cores(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    rank = Rank.from_env()
+    assert rank == Rank(3, 4, 1, 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert rank.device() == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    try:
+        rank.limit_threads()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_rejected_config_writes_nothing(demo_input, work):

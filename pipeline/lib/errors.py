@@ -9,6 +9,8 @@ class PipelineError(Exception):
 
 def run_stage(main, argv=None) -> None:
     """Run a stage's `main(argv)`; an expected failure prints `error: ...` and exits with status 2."""
+    from .lock import release_all  # here, not at the top: lock.py raises PipelineError
+
     try:
         main(argv)
     except PipelineError as err:
@@ -23,3 +25,5 @@ def run_stage(main, argv=None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        release_all()

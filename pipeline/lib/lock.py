@@ -1,8 +1,8 @@
 """One run at a time per work folder: an advisory lock on <workdir>/.lock (fcntl, as `flock` in run.sh).
 
 A second run exits at once with one line naming the holder (its pid and command, kept in .lock.holder).
-The holder's child processes (run.sh's stages, parallel fold workers) inherit the lock through the
-environment instead of taking it again.
+The holder's child processes (run.sh's stages) inherit the lock through the environment instead of
+taking it again; under torchrun, rank 0 takes it for the whole job.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def lock_workdir(root: Path) -> None:
     """Hold the work folder's lock until this process exits; a no-op when this process or its parent
     (run.sh, a fold scheduler) already holds it."""
     key = str(Path(root).resolve())
-    if key in _held or os.environ.get(HELD_ENV) == key:
-        return
+    if key in _held or os.environ.get(HELD_ENV) == key or int(os.environ.get("RANK", "0")) > 0:
+        return  # under torchrun, rank 0 holds it for all ranks
     Path(root).mkdir(parents=True, exist_ok=True)
     fd = os.open(Path(root) / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -41,3 +41,13 @@ def holder(root: Path) -> str:
         return (Path(root) / ".lock.holder").read_text().strip() or "another run"
     except OSError:
         return "another run"
+
+
+def release_all() -> None:
+    """Let go of every lock this process holds (a stage has finished; the process may live on, as a
+    notebook kernel does)."""
+    for key, fd in list(_held.items()):
+        os.close(fd)  # closing the descriptor releases the flock
+        del _held[key]
+        if os.environ.get(HELD_ENV) == key:
+            del os.environ[HELD_ENV]

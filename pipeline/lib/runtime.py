@@ -6,6 +6,8 @@ import random
 import numpy as np
 import torch
 
+from .distributed import Rank
+
 OPTIMIZERS = {  # name -> (params, train section) -> optimizer
     "adam": lambda params, t: torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay),
     "adamw": lambda params, t: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
@@ -18,10 +20,8 @@ BF16_CAPABILITY = 8  # torch sends bf16 convolutions to cuDNN's tensor cores fro
 
 
 def pick_device() -> torch.device:
-    if torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True  # inputs are always one canvas size: tune kernels once
-        return torch.device("cuda")
-    return torch.device("cpu")
+    """This process's GPU (its local rank's under torchrun), else the CPU."""
+    return Rank.from_env().device()
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:

@@ -23,6 +23,7 @@ from .config import Config, save_config
 from .data import load_test, load_train
 from .dataset import SaltDataset, seed_worker
 from .device_batches import DeviceBatches
+from .distributed import shows_progress
 from .errors import PipelineError
 from .fold_data import FoldData, fold_data, pseudo_labelled
 from .folds import read_folds, split_digest
@@ -161,7 +162,8 @@ class Trainer:
             self.train_set.epoch_seed = t.seed * 10007 + self.fold * 101 + epoch
             self.train_set.reseed(self.train_set.epoch_seed)
         total = torch.zeros((), device=self.device)
-        bar = tqdm(self.train_loader, desc=f"fold {self.fold} epoch {epoch + 1}/{t.epochs}", leave=False)
+        bar = tqdm(self.train_loader, desc=f"fold {self.fold} epoch {epoch + 1}/{t.epochs}", leave=False,
+                   disable=not shows_progress())
         for n, (x, y) in enumerate(bar):
             self.optimizer_step(x, y, loss_fn, total)
             if n % 20 == 0:
@@ -227,7 +229,7 @@ class Trainer:
 
 
 def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int, resume: bool = False,
-               force: bool = False) -> float | None:
+               force: bool = False, device: torch.device | None = None) -> float | None:
     """Train one fold; returns its best validation mAP, or None when it was already trained for exactly
     these inputs. A fold trained (or half-trained) for other inputs is an error unless `force`."""
     exp = work.experiment(config.name)
@@ -248,7 +250,7 @@ def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int,
     data = fold_data(train, split, fold, config.data.drop_blank, pseudo)
     save_config(exp.config_yaml, config)
     log = EpochLog(exp.log_csv(fold), exp.curves_png(fold), f"{config.name} fold {fold}")
-    trainer = Trainer(config, data, CheckpointSaver(exp, fold, config, identity), log, pick_device(), fold)
+    trainer = Trainer(config, data, CheckpointSaver(exp, fold, config, identity), log, device or pick_device(), fold)
     if resume and exp.last_checkpoint(fold).exists():
         trainer.resume()
     try:
