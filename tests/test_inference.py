@@ -63,3 +63,13 @@ def test_the_benchmark_measures_the_inference_path():
     config, models, images, _ = setup()
     rate = bench.infer_rate(models[0], config, torch.device("cpu"), images)
     assert rate > 0
+
+
+def test_prepared_inputs_give_the_same_prediction():
+    """Validation keeps its inputs on the device between epochs; the result is what the loader path gives."""
+    config, models, images, depths = setup()
+    predictor = Predictor(models, config, torch.device("cpu"))
+    inputs = predictor.prepare(images, depths)
+    assert inputs.shape == (6, 1, 128, 128)
+    direct, prepared = predictor(images, depths), predictor(images, depths, inputs=inputs)
+    assert np.array_equal(direct.probs, prepared.probs) and np.array_equal(direct.salt_prob, prepared.salt_prob)

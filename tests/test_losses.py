@@ -50,3 +50,19 @@ def test_every_loss_is_finite_differentiable_and_prefers_the_truth(name):
     value.backward()
     assert torch.isfinite(value) and logits.grad.abs().sum() > 0
     assert loss(right, target) < value < loss(wrong, target)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_counted_images_equal_the_loss_of_those_images_alone(name):
+    """Deep supervision counts images by weight instead of selecting them (no GPU-to-host sync)."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(4, 1, 8, 8), (torch.rand(4, 1, 8, 8) > 0.6).float()
+    weight = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    loss = make_loss({name: 1.0})
+    assert loss(logits, target, weight).item() == pytest.approx(loss(logits[[0, 2]], target[[0, 2]]).item(), rel=1e-5)
+    assert loss(logits, target, torch.ones(4)).item() == pytest.approx(loss(logits, target).item(), rel=1e-5)
+    none = torch.zeros(4)
+    logits.requires_grad_(True)
+    value = loss(logits, target, none)
+    value.backward()
+    assert value.item() == pytest.approx(0.0, abs=1e-6) and torch.isfinite(logits.grad).all()

@@ -136,6 +136,21 @@ def test_resume_survives_a_changed_amp_and_a_killed_save(demo_input, work, monke
     assert loaded == [] and not stray.exists() and exp.done_marker(0).exists()
 
 
+def test_resume_checkpoints_every_few_epochs(demo_input, work, monkeypatch):
+    """train.resume_every=2: last.pt after epochs 2 and 3 (the last) only; an interruption in epoch 3
+    resumes after epoch 2. It says how a run executes, so the experiment is the same."""
+    extra = ["train.epochs=3", "train.resume_every=2"]
+    assert experiment(work, extra) == experiment(work, ["train.epochs=3"])
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            run(demo_input, work, extra)
+    exp = experiment(work, extra)
+    assert load_checkpoint(exp.last_checkpoint(0))["epoch"] == 1
+    run(demo_input, work, extra, resume=True)
+    assert pd.read_csv(exp.log_csv(0))["epoch"].tolist() == [0, 1, 2]
+
+
 def test_resume_refuses_a_checkpoint_saved_for_other_inputs(demo_input, work, monkeypatch):
     exp = interrupted_run(demo_input, work, monkeypatch, ["train.epochs=2"])
     state = load_checkpoint(exp.last_checkpoint(0))

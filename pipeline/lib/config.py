@@ -97,6 +97,7 @@ class TrainConfig(Section):
     num_workers: int = Field(2, ge=0)
     gpu_augment: bool = False  # hold the train set on the device and augment batches there
     val_every: int = Field(1, ge=1)
+    resume_every: int = Field(1, ge=1)  # epochs between resume checkpoints (last.pt, with optimizer state)
     channels_last: bool = True
 
     @field_validator("loss", "loss_after")

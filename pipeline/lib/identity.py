@@ -14,7 +14,7 @@ import numpy as np
 
 DIGEST_CHARS = 16
 # train settings that say how a run executes, not what it learns: a fold may resume under other values
-RUNTIME_KEYS = ("amp", "num_workers", "channels_last")
+RUNTIME_KEYS = ("amp", "num_workers", "channels_last", "resume_every")
 
 
 def digest(*parts) -> str:

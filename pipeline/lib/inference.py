@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .checkpoints import fold_weights, model_from_checkpoint
 from .config import Config
 from .dataset import SaltDataset, is_blank
+from .distributed import shows_progress
 from .errors import PipelineError
 from .paths import ExperimentLayout
 from .store import Probs, to_levels
@@ -52,15 +53,27 @@ class Predictor:
         run_with = expected or trained
         return cls(models, trained.model_copy(update={"predict": run_with.predict, "train": run_with.train}), device)
 
+    def loader(self, images: np.ndarray, depths: np.ndarray) -> DataLoader:
+        c = self.config
+        return DataLoader(SaltDataset(images, depths, c.data), batch_size=c.predict.batch_size,
+                          num_workers=min(2, c.train.num_workers), pin_memory=self.device.type == "cuda")
+
+    def prepare(self, images: np.ndarray, depths: np.ndarray) -> torch.Tensor:
+        """All network inputs of a set, made once and kept on the device (the fold's validation images:
+        no input building, no loader workers at every epoch)."""
+        return torch.cat([x for x, _ in self.loader(images, depths)]).to(self.device)
+
     @torch.inference_mode()
-    def __call__(self, images: np.ndarray, depths: np.ndarray, desc: str = "predicting") -> Prediction:
+    def __call__(self, images: np.ndarray, depths: np.ndarray, desc: str = "predicting",
+                 inputs: torch.Tensor | None = None) -> Prediction:
+        """Predictions for `images`; `inputs`, when given, are theirs from `prepare`."""
         c = self.config
         for model in self.models:
             model.eval()
-        loader = DataLoader(SaltDataset(images, depths, c.data), batch_size=c.predict.batch_size,
-                            num_workers=min(2, c.train.num_workers), pin_memory=self.device.type == "cuda")
+        batches = self.loader(images, depths) if inputs is None else \
+            ((x, None) for x in inputs.split(c.predict.batch_size))
         probs, heads = [], []
-        for x, _ in tqdm(loader, desc=desc, leave=False, disable=len(images) < 1000):
+        for x, _ in tqdm(batches, desc=desc, leave=False, disable=len(images) < 1000 or not shows_progress()):
             x = memory_format(x.to(self.device, non_blocking=True), c.train.channels_last)
             batch_probs, batch_heads = 0, 0
             for model in self.models:

@@ -1,23 +1,34 @@
-"""Segmentation losses by name. Each takes logits and a 0/1 target of shape (N, 1, H, W)."""
+"""Segmentation losses by name. Each takes logits and a 0/1 target of shape (N, 1, H, W), and optionally
+which images count (`weight`, (N,) of 0/1): the loss is then that of the counted images alone, computed
+without selecting them, so no GPU-to-host sync is needed (deep supervision counts images with salt)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
+def weighted_mean(per_image: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    if weight is None:
+        return per_image.mean()
+    return (per_image * weight).sum() / weight.sum().clamp_min(1)  # no image counted: 0
 
-def bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, target)
+
+def bce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    per_image = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
+    return weighted_mean(per_image, weight)
 
 
-def dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """Soft Dice over the batch: 1 - (2|P∩T| + s) / (|P| + |T| + s)."""
+def dice(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+         smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice over the (counted images of the) batch: 1 - (2|P∩T| + s) / (|P| + |T| + s)."""
     probs = torch.sigmoid(logits)
+    if weight is not None:
+        probs, target = probs * weight.view(-1, 1, 1, 1), target * weight.view(-1, 1, 1, 1)
     inter = (probs * target).sum()
     return 1 - (2 * inter + smooth) / (probs.sum() + target.sum() + smooth)
 
 
-def lovasz(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def lovasz(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image Lovasz hinge (Berman et al. 2018), averaged over the batch.
 
     All images are sorted and scanned at once (one batched sort and cumsum), not in a Python loop.
@@ -29,17 +40,18 @@ def lovasz(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     gts = gt_sorted.sum(1, keepdim=True)
     jaccard = 1 - (gts - gt_sorted.cumsum(1)) / (gts + (1 - gt_sorted).cumsum(1))
     grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)  # Lovasz extension's gradient
-    return (F.relu(errors_sorted) * grad).sum(1).mean()
+    return weighted_mean((F.relu(errors_sorted) * grad).sum(1), weight)
 
 
-def lovasz_symmetric(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def lovasz_symmetric(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of the Lovasz hinge on the logits and on the negated logits with inverted targets."""
-    return (lovasz(logits, target) + lovasz(-logits, 1 - target)) / 2
+    return (lovasz(logits, target, weight) + lovasz(-logits, 1 - target, weight)) / 2
 
 
-def focal(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+def focal(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+          gamma: float = 2.0) -> torch.Tensor:
     logp = -F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return (-((1 - logp.exp()) ** gamma) * logp).mean()
+    return weighted_mean((-((1 - logp.exp()) ** gamma) * logp).flatten(1).mean(1), weight)
 
 
 LOSSES = {"bce": bce, "dice": dice, "lovasz": lovasz, "lovasz_symmetric": lovasz_symmetric, "focal": focal}
@@ -49,8 +61,9 @@ def make_loss(terms: dict):
     """A weighted sum of registered losses, e.g. {"bce": 1, "dice": 1} (names checked by the config)."""
     parts = [(LOSSES[name], float(weight)) for name, weight in terms.items()]
 
-    def loss(logits, target):
-        return sum(weight * fn(logits, target) for fn, weight in parts)
+    def loss(logits, target, images=None):
+        """`images`: which images count, (N,) of 0/1 (all when None)."""
+        return sum(weight * fn(logits, target, images) for fn, weight in parts)
 
     loss.name = "+".join(f"{w:g}*{n}" for n, w in terms.items())
     return loss

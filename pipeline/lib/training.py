@@ -56,12 +56,8 @@ def batch_loss(logits: torch.Tensor, head, target: torch.Tensor, loss_fn, train)
     sees only images with salt: the head alone answers "is there salt at all"."""
     if head is None:
         return loss_fn(logits, target)
-    if train.deep_supervision:
-        salt = target.flatten(1).amax(1) > 0
-        mask_loss = loss_fn(logits[salt], target[salt]) if salt.any() else logits.sum() * 0
-    else:
-        mask_loss = loss_fn(logits, target)
-    return mask_loss + train.empty_head_weight * empty_head_loss(head, target)
+    salt = (target.flatten(1).amax(1) > 0).float() if train.deep_supervision else None  # a mask, not a selection:
+    return loss_fn(logits, target, salt) + train.empty_head_weight * empty_head_loss(head, target)  # no host sync
 
 
 def validation_scores(prediction: Prediction, ids: np.ndarray, masks: np.ndarray, tune) -> dict:
@@ -121,6 +117,7 @@ class Trainer:
         self.precision = resolve_amp(t.amp, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.validator = Predictor([self.model], config, device)
+        self.val_inputs = self.validator.prepare(data.val.images, data.val.depths)  # once, on the device
         self.start_epoch, self.step, self.best_score = 0, 0, -1.0
 
     def make_loader(self, data: FoldData):
@@ -192,7 +189,7 @@ class Trainer:
 
     def validate(self) -> tuple[Prediction, dict]:
         val = self.data.val
-        prediction = self.validator(val.images, val.depths, f"fold {self.fold} validation")
+        prediction = self.validator(val.images, val.depths, f"fold {self.fold} validation", self.val_inputs)
         return prediction, validation_scores(prediction, val.ids, val.masks, self.config.tune)
 
     def run(self) -> float:
@@ -218,9 +215,10 @@ class Trainer:
                     self.saver.save_best(self.model, epoch, self.best_score)
             row["seconds"] = round(time.time() - started, 2)
             self.log.add(row)
-            self.saver.save_last(self.model, optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
-                                 rng=rng_state(self.loader_gen), epoch=epoch, step=self.step,
-                                 best_score=self.best_score)
+            if (epoch + 1) % t.resume_every == 0 or epoch + 1 == t.epochs:
+                self.saver.save_last(self.model, optimizer=self.optimizer.state_dict(),
+                                     scaler=self.scaler.state_dict(), rng=rng_state(self.loader_gen), epoch=epoch,
+                                     step=self.step, best_score=self.best_score)
             print(f"fold {self.fold} epoch {epoch + 1}/{t.epochs}: loss {train_loss:.4f} "
                   f"val_bce {row.get('val_bce', np.nan):.4f} mAP@0.5 {row.get('score_05', np.nan):.4f} "
                   f"tuned {row.get('score_best', np.nan):.4f} ({row['seconds']:.0f}s)", flush=True)
