@@ -36,7 +36,7 @@ def predict(config, layout, work, force: bool = False) -> None:
             raise PipelineError(f"fold {fold} of '{config.name}' is not trained; run "
                                 f"`python -m pipeline.train --config ... --fold {fold}` first")
     identity = predict_identity(config, exp, folds, train.digest, test.digest, split_digest(frame))
-    status = state(exp.predict_json, identity)
+    status = state(exp.predict_json, identity, exp.prediction_files(folds))
     say("predict", status)
     if status[0] == "up to date" and not force:
         return

@@ -44,11 +44,12 @@ def report(config, layout, work) -> None:
     folds = sorted(set(frame["fold"].tolist()))
     pseudo = work.experiment(config.data.pseudo_labels).pseudo_labels if config.data.pseudo_labels else None
     say("train", fold_states(config, exp, folds, fold_identity(config, train.digest, split, pseudo)))
-    say("predict", state(exp.predict_json, predict_identity(config, exp, folds, train.digest, test.digest, split)))
+    say("predict", state(exp.predict_json, predict_identity(config, exp, folds, train.digest, test.digest, split),
+                         exp.prediction_files(folds)))
     say("tune", state(exp.tune_json, tune_identity(exp, config.tune)))
     out = work.submission_csv(config.name)
     submitted = submit_identity(exp, stored_decision(exp), sample_ids(layout))
-    say("submit", state(exp.submit_json, submitted) if out.exists() else ("missing", []))
+    say("submit", state(exp.submit_json, submitted, [out]))
 
 
 def main(argv=None) -> None:

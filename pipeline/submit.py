@@ -33,7 +33,7 @@ def submit(layout: InputLayout, work: WorkLayout, name: str, decision: Decision,
     ids = sample_ids(layout)
     out = work.submission_csv(name)
     identity = submit_identity(exp, decision, ids)
-    status = state(exp.submit_json, identity) if out.exists() else ("missing", [])
+    status = state(exp.submit_json, identity, [out])
     say("submit", status)
     if status[0] == "up to date" and not force:
         return out

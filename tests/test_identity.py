@@ -214,3 +214,12 @@ def test_status_names_each_stage(copy, capsys):
     out = capsys.readouterr().out
     assert "train: missing" in out and "predict: missing" in out
     json.loads((WorkLayout(copy / "work").experiment(name()).predict_json).read_text())
+
+
+def test_a_deleted_output_makes_its_stage_missing_again(copy, capsys):
+    exp = WorkLayout(copy / "work").experiment(name())
+    exp.oof_probs(1).unlink()
+    capsys.readouterr()
+    stages(copy / "input", copy / "work", only=("predict", "tune"))
+    out = capsys.readouterr().out
+    assert "predict: missing" in out and exp.oof_probs(1).exists() and "tune: stale: predictions" in out

@@ -115,6 +115,10 @@ class ExperimentLayout:
     def oof_probs(self, fold: int) -> Path:
         return self.fold_dir(fold) / "oof_probs.npz"
 
+    def prediction_files(self, folds: list[int]) -> list[Path]:
+        """Everything predict writes (before its record)."""
+        return [self.test_probs] + [self.oof_probs(fold) for fold in folds]
+
     @property
     def test_probs(self) -> Path:
         return self.root / "test_probs.npz"

@@ -48,10 +48,11 @@ def recorded_identity(path: Path) -> dict | None:
     return record.get("identity", {}) if isinstance(record, dict) else {}
 
 
-def state(path: Path, identity: dict) -> tuple[str, list[str]]:
-    """("missing" | "up to date" | "stale", what changed) for an artifact's record against now."""
+def state(path: Path, identity: dict, outputs: list[Path] = ()) -> tuple[str, list[str]]:
+    """("missing" | "up to date" | "stale", what changed) for an artifact's record against now; missing
+    too when one of the `outputs` it stands for is gone."""
     recorded = recorded_identity(path)
-    if recorded is None:
+    if recorded is None or not all(Path(output).exists() for output in outputs):
         return "missing", []
     changed = changes(recorded, identity) if recorded else ["made by an older version of the pipeline"]
     return ("stale", changed) if changed else ("up to date", [])
