@@ -29,13 +29,13 @@ def predict(config, layout, work, force: bool = False) -> None:
     frame = read_folds(work, train.ids)
     split = frame["fold"].to_numpy()
     folds = sorted(set(split.tolist()))
-    pseudo = work.experiment(config.data.pseudo_labels).pseudo_labels if config.data.pseudo_labels else None
-    trained_for = fold_identity(config, train.digest, split_digest(frame), pseudo)
+    split_id = split_digest(frame)
+    trained_for = fold_identity(config, work, train.digest, split_id)
     for fold in folds:  # every fold must be trained for exactly this config, data and split
         if not check_fold(exp, fold, trained_for):
             raise PipelineError(f"fold {fold} of '{config.name}' is not trained; run "
                                 f"`python -m pipeline.train --config ... --fold {fold}` first")
-    identity = predict_identity(config, exp, folds, train.digest, test.digest, split_digest(frame))
+    identity = predict_identity(config, exp, folds, train.digest, test.digest, split_id)
     status = state(exp.predict_json, identity, exp.prediction_files(folds))
     say("predict", status)
     if status[0] == "up to date" and not force:

@@ -42,8 +42,7 @@ def report(config, layout, work) -> None:
     say("folds", ("up to date", []))
     split = split_digest(frame)
     folds = sorted(set(frame["fold"].tolist()))
-    pseudo = work.experiment(config.data.pseudo_labels).pseudo_labels if config.data.pseudo_labels else None
-    say("train", fold_states(config, exp, folds, fold_identity(config, train.digest, split, pseudo)))
+    say("train", fold_states(config, exp, folds, fold_identity(config, work, train.digest, split)))
     say("predict", state(exp.predict_json, predict_identity(config, exp, folds, train.digest, test.digest, split),
                          exp.prediction_files(folds)))
     say("tune", state(exp.tune_json, tune_identity(exp, config.tune)))

@@ -270,7 +270,7 @@ def parse_override(text: str) -> dict:
     return value
 
 
-def describe(err: ValidationError, source: str) -> str:
+def describe_error(err: ValidationError, source: str) -> str:
     """The first error of a validation, as one line: where, the key, the bad value, what is valid."""
     first = err.errors(include_url=False)[0]
     key = ".".join(str(part) for part in first["loc"] if part != "[key]")  # a mapping's key: named by its path
@@ -294,7 +294,7 @@ def validate(raw: dict, source: str) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as err:
-        raise PipelineError(describe(err, source)) from None
+        raise PipelineError(describe_error(err, source)) from None
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:

@@ -15,15 +15,16 @@ from pathlib import Path
 
 from .errors import PipelineError
 from .identity import changes, describe, digest, training_sections
-from .paths import ExperimentLayout
+from .paths import ExperimentLayout, WorkLayout
 from .store import read_json, write_json
 
 
-def fold_identity(config, train_digest: str, split: str, pseudo_path: Path | None = None) -> dict:
-    """What a trained fold depends on; `split`: the split's digest."""
+def fold_identity(config, work: WorkLayout, train_digest: str, split: str) -> dict:
+    """What a trained fold depends on; `split`: the split's digest. With `data.pseudo_labels`, the
+    pseudo-label file it trains on too."""
     identity = {"train_data": train_digest, "split": split, "config": training_sections(config)}
-    if pseudo_path is not None:
-        identity["pseudo_labels"] = record_digest(pseudo_path)
+    if config.data.pseudo_labels:
+        identity["pseudo_labels"] = record_digest(work.experiment(config.data.pseudo_labels).pseudo_labels)
     return identity
 
 

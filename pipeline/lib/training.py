@@ -111,9 +111,9 @@ class Trainer:
         model = build_model(config.model, config.in_channels).to(device)
         self.model = memory_format(model, t.channels_last)
         self.optimizer = make_optimizer(t, self.model)
-        self.schedule = Schedule.of(t, len(self.train_loader))
-        self.scheduler = self.schedule.scheduler(self.optimizer, t.min_lr)
-        self.snapshot_steps = self.schedule.cycle_ends() if t.cycles > 1 else []
+        schedule = Schedule.of(t, len(self.train_loader))
+        self.scheduler = schedule.scheduler(self.optimizer, t.min_lr)
+        self.snapshot_steps = schedule.cycle_ends() if t.cycles > 1 else []
         self.precision = resolve_amp(t.amp, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.validator = Predictor([self.model], config, device)
@@ -234,9 +234,9 @@ def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int,
     train = load_train(layout, work)
     frame = read_folds(work, train.ids)
     split = frame["fold"].to_numpy()
-    pseudo_exp = work.experiment(config.data.pseudo_labels) if config.data.pseudo_labels else None
-    pseudo = pseudo_labelled(pseudo_exp, load_test(layout, work)) if pseudo_exp else None
-    identity = fold_identity(config, train.digest, split_digest(frame), pseudo_exp.pseudo_labels if pseudo_exp else None)
+    pseudo_source = config.data.pseudo_labels
+    pseudo = pseudo_labelled(work.experiment(pseudo_source), load_test(layout, work)) if pseudo_source else None
+    identity = fold_identity(config, work, train.digest, split_digest(frame))
     if force:
         shutil.rmtree(exp.fold_dir(fold), ignore_errors=True)
     if check_fold(exp, fold, identity):
