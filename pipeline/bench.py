@@ -27,6 +27,7 @@ from .lib.dataset import SaltDataset
 from .lib.demo_data import make_demo
 from .lib.device_batches import DeviceBatches
 from .lib.errors import PipelineError, run_stage
+from .lib.fusion import folded
 from .lib.folds import make_folds, write_folds
 from .lib.geometry import from_canvas
 from .lib.inference import Predictor
@@ -93,7 +94,7 @@ def bench_model(config, images: np.ndarray, device: torch.device, steps: int) ->
     """Training throughput of the config's model on random 128x128 batches, and flip-TTA inference
     throughput of the inference path (`Predictor`) on `images`."""
     t = config.train
-    model = memory_format(build_model(config.model, config.in_channels).to(device), t.channels_last)
+    model = memory_format(build_model(config.model, config.in_channels, pretrained=False).to(device), t.channels_last)
     optimizer, loss_fn = make_optimizer(t, model), make_loss(t.loss)
     x = memory_format(torch.randn(t.batch_size, config.in_channels, 128, 128, device=device), t.channels_last)
     y = (torch.rand(t.batch_size, 1, 101, 101, device=device) > 0.5).float()
@@ -111,12 +112,59 @@ def bench_model(config, images: np.ndarray, device: torch.device, steps: int) ->
     sync(device)
     train_s = timed(lambda: ([train_step() for _ in range(steps)], sync(device)))
     out = {"train_images_per_s": round(steps * t.batch_size / train_s, 1),
-           "infer_images_per_s": infer_rate(model, config, device, images)}
-    if device.type == "cpu":  # the setting before the fix: contiguous tensors, batches of 256
+           "infer_images_per_s": infer_rate(model, config, device, images),  # the path predict takes
+           }
+    if device.type == "cpu":  # the setting before channels-last: contiguous tensors, batches of 256
         before = config.model_copy(update={"train": t.model_copy(update={"channels_last": False}),
                                            "predict": config.predict.model_copy(update={"batch_size": 256})})
-        out["infer_images_per_s_before"] = infer_rate(model.to(memory_format=torch.contiguous_format), before,
-                                                      device, images)
+        out["infer_images_per_s_contiguous_256"] = infer_rate(model.to(memory_format=torch.contiguous_format),
+                                                              before, device, images)
+    return out
+
+
+def matmul_gflops(device: torch.device, side: int = 2048) -> float:
+    """fp32 matrix-multiply speed: the yardstick that makes times from different machines comparable."""
+    a, b = torch.randn(side, side, device=device), torch.randn(side, side, device=device)
+    a @ b
+    sync(device)
+    seconds = timed(lambda: ([a @ b for _ in range(10)], sync(device)), repeat=2)
+    return round(10 * 2 * side ** 3 / seconds / 1e9, 1)
+
+
+class OnnxRunner(torch.nn.Module):
+    """A network exported to ONNX and run by ONNX Runtime on the CPU, called like the network."""
+
+    def __init__(self, model: torch.nn.Module, example: torch.Tensor, folder: Path):
+        super().__init__()
+        import onnxruntime
+        path = folder / "model.onnx"
+        torch.onnx.export(model, (example.contiguous(),), str(path), input_names=["x"], output_names=["mask", "head"],
+                          dynamic_axes={"x": {0: "n"}, "mask": {0: "n"}, "head": {0: "n"}}, dynamo=False)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def forward(self, x: torch.Tensor):
+        outputs = self.session.run(None, {"x": x.contiguous().numpy()})
+        return tuple(torch.from_numpy(out) for out in outputs) + (None,) * (2 - len(outputs))
+
+
+def inference_options(config, images: np.ndarray) -> dict:
+    """Flip-TTA views/s of ways to run the same trained network on the CPU: eager channels-last (the path
+    predict takes), BatchNorm folded into the convolutions, torch.compile, ONNX Runtime (when installed)."""
+    model = memory_format(build_model(config.model, config.in_channels, pretrained=False).eval(), True)
+    example = memory_format(torch.randn(config.predict.batch_size, config.in_channels, 128, 128), True)
+    with tempfile.TemporaryDirectory() as tmp:
+        ways = {"eager_channels_last (predict's path)": lambda: model,
+                "bn_folded": lambda: folded(model, example),
+                "torch_compile": lambda: torch.compile(model),
+                "onnxruntime": lambda: OnnxRunner(folded(model, example), example, Path(tmp))}
+        out = {}
+        for name, make in ways.items():
+            try:
+                out[name] = infer_rate(make(), config, torch.device("cpu"), images)
+            except Exception as err:  # an option this machine cannot run (no compiler, no onnxruntime)
+                out[name] = f"not measured: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
     return out
 
 
@@ -133,7 +181,8 @@ def infer_rate(model, config, device: torch.device, images: np.ndarray) -> float
 def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
     real = layout.train_csv.exists()
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "data": str(layout.root) if real else "generated demo data", "torch_threads": torch.get_num_threads()}
+              "data": str(layout.root) if real else "generated demo data", "torch_threads": torch.get_num_threads(),
+              "matmul_2048_fp32_gflops": matmul_gflops(device)}
     with tempfile.TemporaryDirectory() as tmp:
         if not real:
             layout = InputLayout(Path(tmp) / "input")
@@ -153,6 +202,8 @@ def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
     images = np.resize(train.images, (steps * 64, 101, 101))
     for name in ("default", "cpu"):
         result[name] = bench_model(load_config(CONFIG_DIR / f"{name}.yaml"), images, device, steps)
+    if device.type == "cpu":
+        result["cpu_inference_options_images_per_s"] = inference_options(load_config(CONFIG_DIR / "cpu.yaml"), images)
     masks = np.resize(train.masks, (REAL_TRAIN, 101, 101))
     rng = np.random.default_rng(0)
     probs = to_levels(np.clip(masks * 0.7 + rng.random(masks.shape, np.float32) * 0.5, 0, 1))

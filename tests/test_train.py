@@ -3,6 +3,7 @@ and validation == prediction."""
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,15 @@ from pipeline import folds, predict, train
 from pipeline.lib import training
 from pipeline.lib.checkpoints import load_checkpoint
 from pipeline.lib.config import load_config
-from pipeline.lib.distributed import Rank
+from pipeline.lib.device_batches import DeviceBatches
+from pipeline.lib.distributed import Rank, fold_members, spread
 from pipeline.lib.data import load_train
 from pipeline.lib.errors import PipelineError
 from pipeline.lib.fold_data import fold_data
 from pipeline.lib.folds import fold_list, read_folds
 from pipeline.lib.paths import CONFIG_DIR, REPO, InputLayout, WorkLayout
-from pipeline.lib.store import load_probs
+from pipeline.lib.models import build_model
+from pipeline.lib.store import load_probs, read_json
 
 TINY = ["model.decoder_channels=[16,16,8,8,8]", "train.batch_size=8", "train.num_workers=0", "train.lr=0.003",
         "train.warmup_epochs=0", "predict.batch_size=16"]
@@ -196,9 +199,42 @@ def torchrun(work, demo_input, *extra):
 def test_torchrun_ranks_share_the_folds(demo_input, work):
     result = torchrun(work, demo_input, "train.epochs=1")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "rank 0 of 2: folds [0, 2] on cpu" in result.stdout and "rank 1 of 2: folds [1] on cpu" in result.stdout
+    assert "rank 0 of 2 on cpu: fold 0, fold 2" in result.stdout and "rank 1 of 2 on cpu: fold 1" in result.stdout
     exp = experiment(work, ["train.epochs=1"])
     assert all(exp.done_marker(fold).exists() for fold in range(3))
+
+
+def test_torchrun_trains_one_fold_with_ddp_when_processes_outnumber_folds(demo_input, work):
+    result = torchrun(work, demo_input, "train.epochs=2", "--fold", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "rank 0 of 2 on cpu: fold 1 (DDP, process 1 of 2)" in result.stdout
+    assert "rank 1 of 2 on cpu: fold 1 (DDP, process 2 of 2)" in result.stdout
+    exp = experiment(work, ["train.epochs=2"])
+    assert read_json(exp.done_marker(1))["processes"] == 2 and not exp.done_marker(0).exists()
+    assert pd.read_csv(exp.log_csv(1))["epoch"].tolist() == [0, 1]  # one log, written by the leader
+    assert result.stdout.count("fold 1 epoch 2/2") == 1
+    best = load_checkpoint(exp.best_checkpoint(1))
+    model = build_model(load_config(CONFIG_DIR / "demo.yaml", TINY + ["train.epochs=2"]).model, 1, pretrained=False)
+    model.load_state_dict(best["model"])  # the leader's weights, saved unwrapped from DDP
+
+
+@pytest.mark.parametrize("world, folds, expected", [(2, 1, [[0, 1]]), (3, 2, [[0, 2], [1]]), (4, 2, [[0, 2], [1, 3]])])
+def test_processes_beyond_the_folds_join_a_fold_group(world, folds, expected):
+    assert fold_members(world, folds) == expected
+
+
+def test_a_batch_split_over_a_group_is_shared_out_whole(demo_input, work):
+    config = load_config(CONFIG_DIR / "demo.yaml", TINY + ["train.gpu_augment=true", "augment.hflip.p=0"])
+    images = np.arange(16 * 101 * 101, dtype=np.uint8).reshape(16, 101, 101)
+    masks, depths = np.zeros((16, 101, 101), np.uint8), np.zeros(16, np.float32)
+
+    def first_batch(shard):
+        batches = DeviceBatches(images, depths, masks, config, torch.device("cpu"), torch.Generator().manual_seed(3),
+                                shard)
+        return next(iter(batches))[0]
+
+    whole, halves = first_batch((0, 1)), [first_batch((k, 2)) for k in range(2)]
+    assert torch.equal(halves[0], whole[0::2]) and torch.equal(halves[1], whole[1::2])
 
 
 def test_a_failed_rank_stops_the_job(demo_input, work):
@@ -263,3 +299,55 @@ def test_fold_argument_takes_a_number_a_list_or_all(tmp_path):
         fold_list("all", work)
     with pytest.raises(PipelineError, match="--fold must be"):
         fold_list("first", work)
+
+
+def test_spread_deals_items_over_devices_in_threads_and_keeps_their_order():
+    seen, both_started = [], threading.Barrier(2, timeout=30)
+
+    def work(item, device):
+        seen.append((item, device, threading.get_ident()))
+        if item < 2:
+            both_started.wait()  # the first items of both devices run at the same time, or this times out
+        return item * 10
+
+    assert spread([0, 1, 2, 3, 4], ["gpu0", "gpu1"], work) == [0, 10, 20, 30, 40]
+    assert sorted((item, device) for item, device, _ in seen) == [
+        (0, "gpu0"), (1, "gpu1"), (2, "gpu0"), (3, "gpu1"), (4, "gpu0")]
+    assert len({thread for *_, thread in seen}) == 2
+
+
+def test_predict_over_two_devices_equals_one(demo_input, work, monkeypatch):
+    extra = ["train.epochs=1"]
+    train.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "all", "--input", str(demo_input),
+                "--workdir", str(work.root), *TINY, *extra])
+    args = ["--config", str(CONFIG_DIR / "demo.yaml"), "--input", str(demo_input), "--workdir", str(work.root),
+            *TINY, *extra]
+    predict.main(args)
+    exp = experiment(work, extra)
+    one = load_probs(exp.test_probs)
+    used = []
+    monkeypatch.setattr(predict, "local_devices", lambda: [torch.device("cpu"), torch.device("cpu")])
+    monkeypatch.setattr(predict, "spread", lambda items, devices, work: used.append(len(devices)) or spread(
+        items, devices, work))
+    predict.main(args + ["--force"])
+    two = load_probs(exp.test_probs)
+    assert used == [2]
+    assert np.abs(two.levels.astype(int) - one.levels.astype(int)).max() <= 1  # sums in another order
+    assert np.allclose(two.salt_prob, one.salt_prob, atol=1e-6) if one.salt_prob is not None else two.salt_prob is None
+
+
+def test_the_gpu_recipe_runs_at_tiny_scale_from_a_start_weights_file(demo_input, work, tmp_path):
+    """default.yaml as shipped (ResNet-34 from ImageNet, scSE, head, on-device augmentation, two cycles with
+    snapshots), shrunk to two epochs of small batches; the ImageNet start comes from a file, as offline."""
+    import segmentation_models_pytorch as smp
+    torch.save(smp.encoders.get_encoder("resnet34", weights=None).state_dict(), tmp_path / "resnet34.pth")
+    config = load_config(CONFIG_DIR / "default.yaml", [
+        "train.epochs=2", "train.warmup_epochs=0", "train.switch_epoch=1", "train.batch_size=8",
+        "train.num_workers=0", f"model.encoder_weights={tmp_path / 'resnet34.pth'}"])
+    assert config.train.gpu_augment and config.train.cycles == 2 and config.model.encoder == "resnet34"
+    training.train_fold(config, InputLayout(demo_input), work, 0)
+    exp = work.experiment(config.name)
+    record = read_json(exp.done_marker(0))
+    assert record["start_weights"] == f"file {tmp_path / 'resnet34.pth'}"
+    assert record["identity"]["start_weights"].startswith("file ")
+    assert len(exp.snapshots(0)) == 2

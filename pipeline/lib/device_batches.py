@@ -90,15 +90,17 @@ def to_canvas_batch(x: torch.Tensor, depths: torch.Tensor, mode: str, channels: 
 
 
 class DeviceBatches:
-    """Iterable of augmented (input, mask) batches drawn from device-resident arrays; drops the last partial batch."""
+    """Iterable of augmented (input, mask) batches drawn from device-resident arrays; drops the last partial batch.
+    `shard=(k, n)`: the k-th of n equal shares of every batch (processes of one DDP group draw the same order
+    from equally seeded generators)."""
 
     def __init__(self, images: np.ndarray, depths: np.ndarray, masks: np.ndarray, config,
-                 device: torch.device, generator: torch.Generator):
+                 device: torch.device, generator: torch.Generator, shard: tuple[int, int] = (0, 1)):
         self.x = torch.from_numpy(images).to(device).float().div_(255)[:, None]
         self.y = torch.from_numpy(masks).to(device).float()[:, None]
         self.depths = torch.from_numpy(np.asarray(depths, np.float32)).to(device)
         self.data, self.augment, self.gen = config.data, config.augment, generator
-        self.batch = config.train.batch_size
+        self.batch, self.shard = config.train.batch_size, shard
 
     def __len__(self) -> int:
         return len(self.x) // self.batch
@@ -106,6 +108,7 @@ class DeviceBatches:
     def __iter__(self):
         order = torch.randperm(len(self.x), generator=self.gen).to(self.x.device)
         for step in range(len(self)):
-            idx = order[step * self.batch:(step + 1) * self.batch]
+            member, members = self.shard
+            idx = order[step * self.batch:(step + 1) * self.batch][member::members]
             x, y = augment_batch(self.x[idx], self.y[idx], self.augment, self.gen)
             yield to_canvas_batch(x, self.depths[idx], self.data.input_mode, self.data.channels), y

@@ -36,7 +36,7 @@ def digest(*parts) -> str:
 def training_sections(config) -> dict:
     """The config sections a trained fold depends on, less the runtime-only train keys."""
     sections = {name: getattr(config, name).model_dump(mode="json") for name in ("data", "model", "augment", "train")}
-    sections["model"].pop("encoder_weights")  # where a file lives is not what it holds; the data digest covers it
+    sections["model"].pop("encoder_weights")  # a path is not what it holds: records.fold_identity adds the content
     for key in RUNTIME_KEYS:
         sections["train"].pop(key)
     return sections

@@ -1,14 +1,13 @@
 """Models by name: any smp architecture and encoder, wrapped to return (mask logits, head logit)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .errors import PipelineError
+from .start_weights import StartWeights, resolve
 
 ARCHS = {"Unet": smp.Unet, "UnetPlusPlus": smp.UnetPlusPlus, "FPN": smp.FPN, "Linknet": smp.Linknet,
          "MAnet": smp.MAnet, "PAN": smp.PAN, "DeepLabV3Plus": smp.DeepLabV3Plus}
@@ -34,7 +33,10 @@ class SaltNet(nn.Module):
                                       nn.Conv2d(64, 1, 1))
             self._levels: list[torch.Tensor] = []
             for block in net.decoder.blocks:
-                block.register_forward_hook(lambda _m, _i, out: self._levels.append(out))
+                block.register_forward_hook(self._keep)  # a bound method: a deep copy hooks into the copy
+
+    def _keep(self, _module, _inputs, out: torch.Tensor) -> None:
+        self._levels.append(out)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         self._levels = []
@@ -60,39 +62,21 @@ def build_model(model, in_channels: int, pretrained: bool = True) -> SaltNet:
         kwargs["aux_params"] = {"classes": 1, "dropout": 0.2}
     net = ARCHS[model.arch](**kwargs)
     weights = model.encoder_weights if pretrained else "none"
-    load_encoder_weights(net, model.encoder, weights)
-    net.encoder.set_in_channels(in_channels, pretrained=weights != "none")
-    return SaltNet(net, model.hypercolumn)
+    start = resolve(model.encoder, weights, net.encoder.state_dict())
+    if start:
+        load_encoder_weights(net, model.encoder, start)
+        print(f"start weights: {start.source}", flush=True)
+    net.encoder.set_in_channels(in_channels, pretrained=start is not None)
+    model_net = SaltNet(net, model.hypercolumn)
+    model_net.start_source = start.source if start else "none (random)"
+    return model_net
 
 
-def load_encoder_weights(net: nn.Module, encoder: str, weights: str) -> None:
-    """none: random init; imagenet: smp's download (needs internet); else a local state-dict file."""
-    if weights in (None, "none"):
-        return
-    if weights == "imagenet":
-        try:
-            reference = smp.Unet(encoder_name=encoder, encoder_weights="imagenet")
-        except Exception as err:  # offline kernels fail deep inside the download
-            raise PipelineError(f"could not download imagenet weights for {encoder} ({type(err).__name__}); "
-                                "offline, attach the weights file as a dataset and set "
-                                "model.encoder_weights=/path/to/file.pth") from None
-        state = reference.encoder.state_dict()
-    else:
-        path = Path(weights)
-        if not path.is_file():
-            raise PipelineError(f"model.encoder_weights file {path} does not exist; use none, imagenet or a path")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # truncated, not a torch file, or a pickled whole model
-            raise PipelineError(f"model.encoder_weights file {path} is not a readable state dict "
-                                f"({type(err).__name__}); save it with torch.save(encoder.state_dict(), path)") from None
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        if not isinstance(state, dict):
-            raise PipelineError(f"model.encoder_weights file {path} holds a {type(state).__name__}, not a state dict; "
-                                "save it with torch.save(encoder.state_dict(), path)")
+def load_encoder_weights(net: nn.Module, encoder: str, start: StartWeights) -> None:
+    """Load what fits by name and shape (a torchvision file has an extra fc); too little is an error."""
     own = net.encoder.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    fitting = {k: v for k, v in start.state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if len(fitting) < len(own) // 2:
-        raise PipelineError(f"encoder weights {weights} do not fit encoder {encoder} "
+        raise PipelineError(f"start weights ({start.source}) do not fit encoder {encoder} "
                             f"(only {len(fitting)} of {len(own)} tensors match); use weights saved from that encoder")
     net.encoder.load_state_dict(fitting, strict=False)

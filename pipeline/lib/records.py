@@ -1,6 +1,7 @@
 """What each stage records beside its outputs, and the check every stage runs before reusing them.
 
-  trained fold  fold_K/done.json   training data, split, pseudo-labels, config data/model/augment/train
+  trained fold  fold_K/done.json   training data, split, pseudo-labels, config data/model/augment/train,
+                                   start weights (none, imagenet, or a named file's content)
   predict       predict.json       each used fold's done.json, training and test data, split, config predict
   tune          tune.json          predict.json, config tune
   submit        submit.json        predict.json, tune.json (or the flags' decision), sample_submission ids
@@ -16,13 +17,15 @@ from pathlib import Path
 from .errors import PipelineError
 from .identity import changes, describe, digest, training_sections
 from .paths import ExperimentLayout, WorkLayout
+from .start_weights import start_identity
 from .store import read_json, write_json
 
 
 def fold_identity(config, work: WorkLayout, train_digest: str, split: str) -> dict:
     """What a trained fold depends on; `split`: the split's digest. With `data.pseudo_labels`, the
     pseudo-label file it trains on too."""
-    identity = {"train_data": train_digest, "split": split, "config": training_sections(config)}
+    identity = {"train_data": train_digest, "split": split, "config": training_sections(config),
+                "start_weights": start_identity(config.model.encoder_weights)}
     if config.data.pseudo_labels:
         identity["pseudo_labels"] = record_digest(work.experiment(config.data.pseudo_labels).pseudo_labels)
     return identity

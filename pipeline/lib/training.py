@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from . import plots
@@ -23,7 +24,7 @@ from .config import Config, save_config
 from .data import load_test, load_train
 from .dataset import SaltDataset, seed_worker
 from .device_batches import DeviceBatches
-from .distributed import shows_progress
+from .distributed import ALONE, FoldGroup, shows_progress
 from .errors import PipelineError
 from .fold_data import FoldData, fold_data, pseudo_labelled
 from .folds import read_folds, split_digest
@@ -97,19 +98,28 @@ class EpochLog:
 
 class Trainer:
     """The training loop of one fold: batches, optimiser steps on a per-step schedule, validation.
-    Checkpoints go through `saver`; the per-epoch record through `log`."""
+    Checkpoints go through `saver`; the per-epoch record through `log`. In a `group` of several processes
+    (DDP), each takes its share of every batch and only the leader writes; all of them validate (their
+    weights are the same), so all agree on the best epoch without messages."""
 
     def __init__(self, config: Config, data: FoldData, saver: CheckpointSaver, log: EpochLog, device: torch.device,
-                 fold: int):
+                 fold: int, group: FoldGroup = ALONE, pretrained: bool = True):
         t = config.train
         self.config, self.data, self.saver, self.log, self.device, self.fold = config, data, saver, log, device, fold
+        self.group = group
+        if t.batch_size % group.size:
+            raise PipelineError(f"train.batch_size {t.batch_size} does not split over the {group.size} processes "
+                                f"training fold {fold}; use a multiple of {group.size}")
         seed_everything(t.seed + fold)
         self.loader_gen = torch.Generator().manual_seed(t.seed + fold)
         self.train_loader = self.make_loader(data)
         if len(self.train_loader) == 0:
             raise PipelineError(f"train.batch_size {t.batch_size} exceeds the {len(data.fit)} training images")
-        model = build_model(config.model, config.in_channels).to(device)
+        model = build_model(config.model, config.in_channels, pretrained).to(device)  # no start weights to resume
+        self.start_source = model.start_source
         self.model = memory_format(model, t.channels_last)
+        self.forward = self.model if group.size == 1 else DistributedDataParallel(
+            self.model, device_ids=[device] if device.type == "cuda" else None, process_group=group.process_group)
         self.optimizer = make_optimizer(t, self.model)
         schedule = Schedule.of(t, len(self.train_loader))
         self.scheduler = schedule.scheduler(self.optimizer, t.min_lr)
@@ -122,13 +132,18 @@ class Trainer:
 
     def make_loader(self, data: FoldData):
         t, fit = self.config.train, data.fit
+        group = self.group
         if t.gpu_augment:
-            return DeviceBatches(fit.images, fit.depths, fit.masks, self.config, self.device, self.loader_gen)
+            return DeviceBatches(fit.images, fit.depths, fit.masks, self.config, self.device, self.loader_gen,
+                                 shard=(group.member, group.size))
         self.train_set = SaltDataset(fit.images, fit.depths, self.config.data, fit.masks,
                                      build_augment(self.config.augment))
-        return DataLoader(self.train_set, batch_size=t.batch_size, shuffle=True, drop_last=True,
-                          num_workers=t.num_workers, generator=self.loader_gen, worker_init_fn=seed_worker,
-                          pin_memory=self.device.type == "cuda")
+        # in a group, every process draws the same order and takes its share of each batch
+        self.sampler = None if group.size == 1 else DistributedSampler(
+            self.train_set, group.size, group.member, shuffle=True, seed=t.seed + self.fold, drop_last=True)
+        return DataLoader(self.train_set, batch_size=t.batch_size // group.size, shuffle=self.sampler is None,
+                          sampler=self.sampler, drop_last=True, num_workers=t.num_workers, generator=self.loader_gen,
+                          worker_init_fn=seed_worker, pin_memory=self.device.type == "cuda")
 
     def resume(self) -> None:
         state = self.saver.load_last(self.device)
@@ -148,6 +163,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"], self.loader_gen)
         self.start_epoch, self.best_score = state["epoch"] + 1, state["best_score"]
+        self.start_source = state.get("start_weights", "unknown (saved before it was recorded)")
         self.step = state.get("step", self.start_epoch * len(self.train_loader))  # saved before steps were kept
         self.log.resume(self.start_epoch)
         print(f"fold {self.fold}: resuming after epoch {state['epoch']} (best mAP {self.best_score:.4f})")
@@ -157,7 +173,9 @@ class Trainer:
         self.model.train()
         if not t.gpu_augment:
             self.train_set.epoch_seed = t.seed * 10007 + self.fold * 101 + epoch
-            self.train_set.reseed(self.train_set.epoch_seed)
+            self.train_set.reseed(self.train_set.epoch_seed + self.group.member)
+            if self.sampler is not None:
+                self.sampler.set_epoch(epoch)
         total = torch.zeros((), device=self.device)
         bar = tqdm(self.train_loader, desc=f"fold {self.fold} epoch {epoch + 1}/{t.epochs}", leave=False,
                    disable=not shows_progress())
@@ -173,7 +191,7 @@ class Trainer:
         x = memory_format(x.to(self.device, non_blocking=True), t.channels_last)
         y = y.to(self.device, non_blocking=True)
         with autocast(t.amp, self.device):
-            logits, head = self.model(x)
+            logits, head = self.forward(x)
             loss = batch_loss(from_canvas(logits.float(), self.config.data.input_mode), head, y, loss_fn, t)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -184,7 +202,8 @@ class Trainer:
         self.scaler.update()
         total += loss.detach()
         self.step += 1
-        if self.step in self.snapshot_steps:  # the true end of a cosine cycle, wherever it falls in the epoch
+        # the true end of a cosine cycle, wherever it falls in the epoch
+        if self.step in self.snapshot_steps and self.group.leader:
             self.saver.save_snapshot(self.model, self.snapshot_steps.index(self.step), self.step)
 
     def validate(self) -> tuple[Prediction, dict]:
@@ -212,33 +231,53 @@ class Trainer:
                 row.update(scores)
                 if scores["score_best"] > self.best_score:
                     self.best_score = scores["score_best"]
-                    self.saver.save_best(self.model, epoch, self.best_score)
+                    if self.group.leader:
+                        self.saver.save_best(self.model, epoch, self.best_score)
             row["seconds"] = round(time.time() - started, 2)
+            if not self.group.leader:  # the leader writes and reports for the group
+                continue
             self.log.add(row)
             if (epoch + 1) % t.resume_every == 0 or epoch + 1 == t.epochs:
                 self.saver.save_last(self.model, optimizer=self.optimizer.state_dict(),
                                      scaler=self.scaler.state_dict(), rng=rng_state(self.loader_gen), epoch=epoch,
-                                     step=self.step, best_score=self.best_score)
+                                     step=self.step, best_score=self.best_score, start_weights=self.start_source)
             print(f"fold {self.fold} epoch {epoch + 1}/{t.epochs}: loss {train_loss:.4f} "
                   f"val_bce {row.get('val_bce', np.nan):.4f} mAP@0.5 {row.get('score_05', np.nan):.4f} "
                   f"tuned {row.get('score_best', np.nan):.4f} ({row['seconds']:.0f}s)", flush=True)
-        self.log.plot()
+        if self.group.leader:
+            self.log.plot()
         return self.best_score
 
 
-def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int, resume: bool = False,
-               force: bool = False, device: torch.device | None = None) -> float | None:
-    """Train one fold; returns its best validation mAP, or None when it was already trained for exactly
-    these inputs. A fold trained (or half-trained) for other inputs is an error unless `force`."""
-    exp = work.experiment(config.name)
+def fold_inputs(config: Config, layout: InputLayout, work: WorkLayout):
+    """The training data, the split, and the identity a fold trained now would have."""
     train = load_train(layout, work)
     frame = read_folds(work, train.ids)
+    return train, frame, fold_identity(config, work, train.digest, split_digest(frame))
+
+
+def pending_folds(config: Config, layout: InputLayout, work: WorkLayout, folds: list[int], force: bool) -> list[int]:
+    """The folds of `folds` that `train_fold` would train; a fold trained for other inputs is an error
+    unless `force`."""
+    if force:
+        return folds
+    exp, (_, _, identity) = work.experiment(config.name), fold_inputs(config, layout, work)
+    return [fold for fold in folds if not check_fold(exp, fold, identity)]
+
+
+def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int, resume: bool = False,
+               force: bool = False, device: torch.device | None = None, group: FoldGroup = ALONE) -> float | None:
+    """Train one fold; returns its best validation mAP, or None when it was already trained for exactly
+    these inputs. A fold trained (or half-trained) for other inputs is an error unless `force`. In a
+    `group`, every member calls this; the leader alone writes."""
+    exp = work.experiment(config.name)
+    train, frame, identity = fold_inputs(config, layout, work)
     split = frame["fold"].to_numpy()
     pseudo_source = config.data.pseudo_labels
     pseudo = pseudo_labelled(work.experiment(pseudo_source), load_test(layout, work)) if pseudo_source else None
-    identity = fold_identity(config, work, train.digest, split_digest(frame))
-    if force:
+    if force and group.leader:
         shutil.rmtree(exp.fold_dir(fold), ignore_errors=True)
+    group.barrier()  # the others look at the fold's files only once the leader has cleared them
     if check_fold(exp, fold, identity):
         print(f"fold {fold}: up to date ({exp.done_marker(fold)}); pass --force to retrain")
         return None
@@ -246,16 +285,21 @@ def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int,
         raise PipelineError(f"fold {fold} has a checkpoint from an earlier run ({exp.last_checkpoint(fold)}); "
                             "pass --resume to continue it or --force to start over")
     data = fold_data(train, split, fold, config.data.drop_blank, pseudo)
-    save_config(exp.config_yaml, config)
+    if group.leader:
+        save_config(exp.config_yaml, config)
     log = EpochLog(exp.log_csv(fold), exp.curves_png(fold), f"{config.name} fold {fold}")
-    trainer = Trainer(config, data, CheckpointSaver(exp, fold, config, identity), log, device or pick_device(), fold)
-    if resume and exp.last_checkpoint(fold).exists():
+    resuming = resume and exp.last_checkpoint(fold).exists()
+    trainer = Trainer(config, data, CheckpointSaver(exp, fold, config, identity), log, device or pick_device(), fold,
+                      group, pretrained=not resuming)
+    if resuming:
         trainer.resume()
     try:
         best = trainer.run()
     except torch.cuda.OutOfMemoryError:
         raise PipelineError(f"CUDA ran out of memory at train.batch_size={config.train.batch_size}; "
                             "lower it (e.g. train.batch_size=16) and rerun with --resume") from None
-    write_record(exp.done_marker(fold), identity, best_score=best, epochs=config.train.epochs,
-                 precision=trainer.precision, device=trainer.device.type)
+    if group.leader:
+        write_record(exp.done_marker(fold), identity, best_score=best, epochs=config.train.epochs,
+                     precision=trainer.precision, device=trainer.device.type, start_weights=trainer.start_source,
+                     processes=group.size)
     return best
