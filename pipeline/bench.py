@@ -4,7 +4,10 @@
 
 Uses the real data when the input folder has it, else a generated demo set (then load and tune
 figures are scaled to the real sizes, and the JSON says so). Ratios between figures of one run are
-comparable; absolute times mean something only on the device they were taken on.
+comparable; absolute times mean something only on the device they were taken on, so the JSON starts with
+the device's fp32 matmul speed (2048², GFLOP/s) to compare machines by. On CPUs it also times the ways to
+run the CPU recipe's network that were considered for prediction (eager channels-last, which predict uses;
+BatchNorm folded; torch.compile; ONNX Runtime).
 """
 from __future__ import annotations
 
@@ -150,8 +153,10 @@ class OnnxRunner(torch.nn.Module):
 
 
 def inference_options(config, images: np.ndarray) -> dict:
-    """Flip-TTA views/s of ways to run the same trained network on the CPU: eager channels-last (the path
-    predict takes), BatchNorm folded into the convolutions, torch.compile, ONNX Runtime (when installed)."""
+    """Flip-TTA views/s of ways to run the same network on the CPU: eager channels-last (the path predict
+    takes), BatchNorm folded into the convolutions, torch.compile, ONNX Runtime (when installed). The network
+    has random weights here; docs/results.md has the same comparison on a trained fold-0 checkpoint, where
+    none beat eager."""
     model = memory_format(build_model(config.model, config.in_channels, pretrained=False).eval(), True)
     example = memory_format(torch.randn(config.predict.batch_size, config.in_channels, 128, 128), True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,7 +178,8 @@ def infer_rate(model, config, device: torch.device, images: np.ndarray) -> float
     predictor = Predictor([model], config.model_copy(update={"predict": config.predict.model_copy(
         update={"tta": "hflip"})}), device)
     depths = np.zeros(len(images), np.float32)
-    predictor(images[:8], depths[:8])  # warm-up
+    warm = config.predict.batch_size
+    predictor(images[:warm], depths[:warm])  # warm-up at the timed batch size (torch.compile compiles per shape)
     seconds = timed(lambda: (predictor(images, depths), sync(device)))
     return round(2 * len(images) / seconds, 1)
 
@@ -203,7 +209,7 @@ def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
     for name in ("default", "cpu"):
         result[name] = bench_model(load_config(CONFIG_DIR / f"{name}.yaml"), images, device, steps)
     if device.type == "cpu":
-        result["cpu_inference_options_images_per_s"] = inference_options(load_config(CONFIG_DIR / "cpu.yaml"), images)
+        result["cpu_inference_options_views_per_s_random_weights"] = inference_options(load_config(CONFIG_DIR / "cpu.yaml"), images)
     masks = np.resize(train.masks, (REAL_TRAIN, 101, 101))
     rng = np.random.default_rng(0)
     probs = to_levels(np.clip(masks * 0.7 + rng.random(masks.shape, np.float32) * 0.5, 0, 1))
