@@ -19,27 +19,15 @@ import numpy as np
 import pandas as pd
 
 from .lib import cli
-from .lib.config import Config, load_config
-from .lib.data import TrainSet, load_train
+from .lib.config import load_config
+from .lib.data import load_train
 from .lib.errors import run_stage
 from .lib.folds import fold_list, read_folds
-from .lib.inference import out_of_fold
+from .lib.inference import tuned_score
 from .lib.paths import WorkLayout
 from .lib.runtime import pick_device
-from .lib.store import Probs, write_text
+from .lib.store import write_text
 from .lib.training import train_fold
-from .lib.tuning import search
-
-
-def tuned_score(config: Config, work: WorkLayout, train: TrainSet, split: np.ndarray, folds: list[int]) -> float:
-    """mAP of the folds' pooled out-of-fold predictions (made as predict makes them) under one tuned
-    decision; `split` gives each training image's fold."""
-    device, exp = pick_device(), work.experiment(config.name)
-    parts = [out_of_fold(config, exp, train.ids, train.images, train.depths, split, fold, device)[0] for fold in folds]
-    oof = Probs.concat(parts)
-    order = np.concatenate([np.flatnonzero(split == fold) for fold in folds])  # the rows stacked above
-    _, score, _ = search(oof, train.masks[order], config.tune)
-    return round(score, 4)
 
 
 def summarize(work: WorkLayout, configs: list[Path], folds: list[int], tuned: dict | None = None,
@@ -86,7 +74,7 @@ def main(argv=None) -> None:
     for config in configs:
         for fold in folds:
             train_fold(config, layout, work, fold, resume=True)
-        tuned[config.name] = tuned_score(config, work, train, split, folds)
+        tuned[config.name] = tuned_score(config, work, train, split, folds, pick_device())
     table = summarize(work, args.configs, folds, tuned, args.fold)
     out = args.out or work.root / "experiments" / "ablations.md"
     write_text(out, markdown(table))

@@ -6,12 +6,13 @@ Uses the real data when the input folder has it, else a generated demo set (then
 figures are scaled to the real sizes, and the JSON says so). Ratios between figures of one run are
 comparable; absolute times mean something only on the device they were taken on, so the JSON starts with
 the device's fp32 matmul speed (2048², GFLOP/s) to compare machines by. On CPUs it also times the ways to
-run the CPU recipe's network that were considered for prediction (eager channels-last, which predict uses;
-BatchNorm folded; torch.compile; ONNX Runtime).
+run the CPU recipe's network that were considered for prediction (eager channels-last in float32 and in bf16,
+which predict uses on CPUs with AMX tiles; BatchNorm folded; torch.compile; ONNX Runtime).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import tempfile
@@ -31,14 +32,14 @@ from .lib.demo_data import make_demo
 from .lib.device_batches import DeviceBatches
 from .lib.errors import PipelineError, run_stage
 from .lib.fusion import folded
-from .lib.folds import make_folds, write_folds
 from .lib.geometry import from_canvas
-from .lib.inference import Predictor
+from .lib.inference import Predictor, tuned_score
+from .lib.folds import make_folds, read_folds, write_folds
 from .lib.losses import make_loss
 from .lib.metric import threshold_grid_scores
 from .lib.models import build_model
 from .lib.paths import CONFIG_DIR, InputLayout, WorkLayout
-from .lib.runtime import autocast, make_optimizer, memory_format
+from .lib.runtime import autocast, inference_precision, make_optimizer, memory_format
 from .lib.store import to_levels, write_json
 
 REAL_TRAIN, REAL_TEST = 3200, 18800
@@ -153,21 +154,24 @@ class OnnxRunner(torch.nn.Module):
 
 
 def inference_options(config, images: np.ndarray) -> dict:
-    """Flip-TTA views/s of ways to run the same network on the CPU: eager channels-last (the path predict
-    takes), BatchNorm folded into the convolutions, torch.compile, ONNX Runtime (when installed). The network
-    has random weights here; docs/results.md has the same comparison on a trained fold-0 checkpoint, where
-    none beat eager."""
+    """Flip-TTA views/s of ways to run the same network on the CPU: eager channels-last in float32 and in
+    bf16 (predict's path: bf16 where the CPU has AMX tiles, `predict.cpu_precision`), BatchNorm folded into
+    the convolutions, torch.compile, ONNX Runtime (when installed). The network has random weights here;
+    docs/results.md has the same comparison on trained checkpoints, with their mAP."""
     model = memory_format(build_model(config.model, config.in_channels, pretrained=False).eval(), True)
     example = memory_format(torch.randn(config.predict.batch_size, config.in_channels, 128, 128), True)
+    chosen = inference_precision(config.train.amp, config.predict.cpu_precision, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
-        ways = {"eager_channels_last (predict's path)": lambda: model,
-                "bn_folded": lambda: folded(model, example),
-                "torch_compile": lambda: torch.compile(model),
-                "onnxruntime": lambda: OnnxRunner(folded(model, example), example, Path(tmp))}
-        out = {}
-        for name, make in ways.items():
+        ways = {"eager_channels_last": ("float32", lambda: model),
+                "eager_channels_last_bf16": ("bf16", lambda: model),
+                "bn_folded": ("float32", lambda: folded(model, example)),
+                "torch_compile": ("float32", lambda: torch.compile(model)),
+                "onnxruntime": ("float32", lambda: OnnxRunner(folded(model, example), example, Path(tmp)))}
+        out = {"predict_uses": "eager_channels_last_bf16" if chosen == "bf16" else "eager_channels_last"}
+        for name, (precision, make) in ways.items():
+            run_as = config.model_copy(update={"predict": config.predict.model_copy(update={"cpu_precision": precision})})
             try:
-                out[name] = infer_rate(make(), config, torch.device("cpu"), images)
+                out[name] = infer_rate(make(), run_as, torch.device("cpu"), images)
             except Exception as err:  # an option this machine cannot run (no compiler, no onnxruntime)
                 out[name] = f"not measured: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
     return out
@@ -182,6 +186,22 @@ def infer_rate(model, config, device: torch.device, images: np.ndarray) -> float
     predictor(images[:warm], depths[:warm])  # warm-up at the timed batch size (torch.compile compiles per shape)
     seconds = timed(lambda: (predictor(images, depths), sync(device)))
     return round(2 * len(images) / seconds, 1)
+
+
+def precision_on_trained_folds(config_path: Path, layout: InputLayout, work: WorkLayout) -> dict:
+    """CPU prediction in float32 and in bf16 on an experiment's trained folds: views/s (flip TTA, loading
+    the checkpoints included) and the k-fold CV mAP under one tuned decision, as `tune` scores it."""
+    config = load_config(config_path)
+    train = load_train(layout, work)  # an untrained fold is a one-line error from the first prediction
+    split = read_folds(work, train.ids)["fold"].to_numpy()
+    out = {"experiment": config.name}
+    for precision in ("float32", "bf16"):
+        run_as = config.model_copy(update={"predict": config.predict.model_copy(update={"cpu_precision": precision})})
+        started = time.perf_counter()
+        score = tuned_score(run_as, work, train, split, sorted(set(split.tolist())), torch.device("cpu"))
+        out[precision] = {"views_per_s": round(2 * len(split) / (time.perf_counter() - started), 1),
+                          "cv_tuned_mAP": score}
+    return out
 
 
 def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
@@ -229,14 +249,22 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     p.add_argument("--out", default=str(paths.REPO / "bench" / "bench.json"))
     p.add_argument("--steps", type=int, default=None, help="timed steps per model (default: 3 on CPU, 30 on GPU)")
+    p.add_argument("--trained", type=Path, default=None, metavar="CONFIG",
+                   help="instead: CPU prediction in float32 vs bf16 on this experiment's trained folds (speed, CV mAP)")
+    p.add_argument("--workdir", default=None, help="where --trained's experiment was trained (default: as the stages)")
     args = p.parse_args(argv)
+    if args.trained:
+        result = precision_on_trained_folds(args.trained, InputLayout(paths.input_dir(args.input)),
+                                            WorkLayout(paths.work_dir(args.workdir)))
+        write_json(Path(args.out), result)
+        print(json.dumps(result, indent=2))
+        return
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PipelineError("--device cuda, but torch sees no GPU; use --device cpu")
     steps = args.steps or (30 if device.type == "cuda" else 3)
     result = bench(InputLayout(paths.input_dir(args.input)), device, steps)
     write_json(Path(args.out), result)
-    import json
     print(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
 

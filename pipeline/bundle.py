@@ -109,6 +109,27 @@ def write_metadata(folder: Path, slug: str, owner: str) -> None:
         {"title": slug, "id": f"{owner}/{slug}", "licenses": [{"name": "other"}]}, indent=2) + "\n")
 
 
+def build_wheels(folder: Path, python_version: str, skip: set[str], owner: str) -> None:
+    """The wheels folder, all or nothing: filled beside it (starting from its wheels, so a rerun downloads
+    only what is new) and swapped in once every download succeeded; a failed download leaves the old folder
+    as it was and no half-filled one."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    if folder.exists():
+        shutil.copytree(folder, partial)
+    try:
+        got = collect_wheels([req for req, _, _ in parse_requirements(REQUIREMENTS)], partial, python_version, skip)
+    except BaseException:  # sys.exit from download, Ctrl-C
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    write_metadata(partial, folder.name, owner)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    size = sum(p.stat().st_size for p in folder.glob("*.whl")) / 2**20
+    print(f"{folder}: {len(list(folder.glob('*.whl')))} wheels, {size:.0f} MB, for Python {python_version} "
+          f"({len(got)} new)")
+
+
 def bundle(out: Path, python_version: str, weights: list[Path], everything: bool, wheels: bool, owner: str) -> None:
     for path in weights:
         if not path.is_file():
@@ -116,20 +137,14 @@ def bundle(out: Path, python_version: str, weights: list[Path], everything: bool
     code = out / "tgs-pipeline"
     if code.exists():
         shutil.rmtree(code)
+    code.mkdir(parents=True)
     for name in tracked_files():
         (code / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, code / name)
     write_metadata(code, "tgs-pipeline", owner)
     print(f"{code}: {sum(1 for p in code.rglob('*') if p.is_file())} files")
     if wheels:
-        folder = out / "tgs-wheels"
-        pairs = parse_requirements(REQUIREMENTS)
-        wanted = [req for req, _, _ in pairs]
-        got = collect_wheels(wanted, folder, python_version, TORCH_FAMILY if everything else IMAGE_HAS)
-        write_metadata(folder, "tgs-wheels", owner)
-        size = sum(p.stat().st_size for p in folder.glob("*.whl")) / 2**20
-        print(f"{folder}: {len(list(folder.glob('*.whl')))} wheels, {size:.0f} MB, for Python {python_version} "
-              f"({len(got)} new)")
+        build_wheels(out / "tgs-wheels", python_version, TORCH_FAMILY if everything else IMAGE_HAS, owner)
     if weights:
         folder = out / "tgs-weights"
         folder.mkdir(parents=True, exist_ok=True)

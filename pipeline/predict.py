@@ -23,6 +23,7 @@ from .lib.errors import PipelineError, run_stage
 from .lib.folds import read_folds, split_digest
 from .lib.inference import out_of_fold
 from .lib.records import check_fold, fold_identity, predict_identity, say, state, write_record
+from .lib.runtime import inference_precision
 from .lib.store import Probs, save_probs, to_levels
 
 
@@ -61,8 +62,9 @@ def predict(config, layout, work, force: bool = False) -> None:
     def one_fold(fold, device):
         probs, predictor = out_of_fold(config, exp, train.ids, train.images, train.depths, split, fold, device)
         sums.add(predictor(test.images, test.depths, f"fold {fold} test"))
-        print(f"fold {fold}: {len(predictor.models)} model(s) on {device}, {len(probs.ids)} out-of-fold and "
-              f"{len(test.ids)} test images", flush=True)
+        precision = inference_precision(config.train.amp, config.predict.cpu_precision, device)
+        print(f"fold {fold}: {len(predictor.models)} model(s) on {device} ({precision}), {len(probs.ids)} "
+              f"out-of-fold and {len(test.ids)} test images", flush=True)
         return probs
 
     oof = dict(zip(folds, spread(folds, devices, one_fold)))  # folds dealt out over the GPUs

@@ -14,7 +14,7 @@ from .lib.config import load_config
 from .lib.distributed import Rank, finish
 from .lib.errors import run_stage
 from .lib.folds import fold_list
-from .lib.training import pending_folds, train_fold
+from .lib.training import fold_inputs, pending_folds, train_fold
 
 
 def main(argv=None) -> None:
@@ -31,7 +31,8 @@ def main(argv=None) -> None:
     rank.limit_threads()
     device = rank.device()
     asked = fold_list(args.fold, work)
-    pending = pending_folds(config, layout, work, asked, args.force)
+    inputs = fold_inputs(config, layout, work)  # loaded and digested once for every fold
+    pending = pending_folds(config, work, inputs, asked, args.force)
     if rank.rank == 0:
         for fold in sorted(set(asked) - set(pending)):
             print(f"fold {fold}: up to date ({work.experiment(config.name).done_marker(fold)}); pass --force to retrain")
@@ -41,7 +42,7 @@ def main(argv=None) -> None:
             f"fold {fold}" + (f" (DDP, process {group.member + 1} of {group.size})" if group.size > 1 else "")
             for fold, group in plan) or "nothing to train"), flush=True)
     for fold, group in plan:
-        train_fold(config, layout, work, fold, args.resume, args.force, device, group)
+        train_fold(config, layout, work, fold, args.resume, args.force, device, group, inputs)
     finish()
 
 

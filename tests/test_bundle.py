@@ -41,6 +41,29 @@ def test_the_wheels_closure_leaves_out_what_the_image_has(tmp_path, monkeypatch)
     assert "tqdm" in fetched and "torch" not in fetched and not any(n.startswith("nvidia") for n in fetched)
 
 
+def test_a_failed_download_leaves_no_half_filled_wheels_folder(tmp_path, monkeypatch):
+    def download(requirement, folder, python_version):
+        name = bundle.requirement_name(requirement)
+        if name == "timm":
+            raise SystemExit(f"error: could not download a wheel of {requirement}")
+        return [fake_wheel(folder, name, "1.0", [])]
+
+    monkeypatch.setattr(bundle, "download", download)
+    monkeypatch.setattr(bundle, "tracked_files", lambda: [])
+    wheels = tmp_path / "up" / "tgs-wheels"
+    wheels.mkdir(parents=True)
+    (wheels / "old-1.0-py3-none-any.whl").write_bytes(b"old")
+    with pytest.raises(SystemExit, match="could not download a wheel of timm"):
+        bundle.main(["--out", str(tmp_path / "up"), "--owner", "me"])
+    assert sorted(p.name for p in (tmp_path / "up").iterdir()) == ["tgs-pipeline", "tgs-wheels"]
+    assert [p.name for p in wheels.iterdir()] == ["old-1.0-py3-none-any.whl"]  # as it was
+    monkeypatch.setattr(bundle, "download", lambda req, folder, py: [fake_wheel(folder, bundle.requirement_name(req), "1.0")])
+    bundle.main(["--out", str(tmp_path / "up"), "--owner", "me"])
+    names = {p.name for p in wheels.iterdir()}
+    assert {"old-1.0-py3-none-any.whl", "timm-1.0-py3-none-any.whl", "dataset-metadata.json"} <= names
+    assert not (tmp_path / "up" / "tgs-wheels.partial").exists()
+
+
 def test_the_code_and_weights_folders(tmp_path):
     weights = tmp_path / "resnet34.pth"
     weights.write_bytes(b"weights")

@@ -99,6 +99,7 @@ def test_bad_values_are_one_line_with_key_value_and_rule(override, message):
     ("train.optimizer=rmsprop", "valid: adam, adamw, sgd"),
     ("train.amp=fp8", "valid: auto, bf16, fp16, none"),
     ("predict.tta=vflip", "valid: none, hflip"),
+    ("predict.cpu_precision=fp16", "valid: auto, bf16, float32"),
     ("data.input_mode=pad100", "valid: pad128, resize256"),
     ("data.channels=[depth]", "must start with gray"),
     ("data.channels=[gray,gray]", "each once"),

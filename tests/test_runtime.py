@@ -23,6 +23,33 @@ def test_cpus_always_run_float32(amp):
     assert out.dtype == torch.float32
 
 
+@pytest.mark.parametrize("cpu_precision, amx, expected", [
+    ("auto", True, "bf16"), ("auto", False, "none"), ("bf16", False, "bf16"), ("float32", True, "none")])
+def test_cpu_prediction_runs_bf16_where_amx_makes_it_faster(monkeypatch, cpu_precision, amx, expected):
+    monkeypatch.setattr(runtime, "has_amx", lambda: amx)
+    cpu = torch.device("cpu")
+    assert runtime.inference_precision("auto", cpu_precision, cpu) == expected
+    with runtime.inference_autocast("auto", cpu_precision, cpu):
+        out = torch.nn.Linear(4, 4)(torch.ones(2, 4))
+    assert out.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)
+
+
+def test_gpu_prediction_follows_train_amp_whatever_the_cpu_setting(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    for cpu_precision in runtime.CPU_PRECISIONS:
+        assert runtime.inference_precision("auto", cpu_precision, torch.device("cuda")) == "fp16"
+        assert runtime.inference_precision("none", cpu_precision, torch.device("cuda")) == "none"
+
+
+@pytest.mark.parametrize("probe", [None, lambda: True, lambda: False])
+def test_amx_probe_is_a_plain_answer_even_without_torchs_private_probe(monkeypatch, probe):
+    if probe is None:
+        monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    else:
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", probe, raising=False)
+    assert runtime.has_amx() is (probe is not None and probe())
+
+
 @pytest.mark.parametrize("saved_gpus, gpus_now", [(2, 1), (1, 2), (2, 0)])
 def test_gpu_random_state_resumes_on_another_gpu_count(monkeypatch, saved_gpus, gpus_now):
     restored = []

@@ -22,7 +22,7 @@ from .identity import digest, training_sections
 from .losses import LOSSES
 from .models import (ARCHS, ATTENTION, ENCODERS, MIN_SCSE_CHANNELS, TAKES_ATTENTION, TAKES_DECODER_CHANNELS,
                      TAKES_HYPERCOLUMN)
-from .runtime import AMP, OPTIMIZERS
+from .runtime import AMP, CPU_PRECISIONS, OPTIMIZERS
 from .schema import Name, Section
 from .store import write_text
 
@@ -127,6 +127,8 @@ class PredictConfig(Section):
     tta: Name(TTA) = "hflip"  # none | hflip
     use_snapshots: bool = False  # average the cycle snapshots instead of using the best checkpoint
     batch_size: int = Field(256, ge=1)
+    # on a CPU: auto (bf16 where the CPU has AMX tiles, else float32) | bf16 | float32; GPUs follow train.amp
+    cpu_precision: Name(CPU_PRECISIONS) = "auto"
 
 
 class ThresholdGrid(Section):

@@ -3,9 +3,9 @@
 Training validation, predict, ablate and bench all call `Predictor`, so the score that picks the best
 checkpoint is computed from exactly the probabilities a submission is made from: the same TTA views
 (flipped back), the same averaging over models (snapshots or folds), blank images predicted empty when
-the model never trained on them, channels-last tensors and the same mixed precision. (On CPUs this eager
-channels-last path measured as fast as or faster than BatchNorm folding, torch.compile, TorchScript and ONNX
-Runtime: docs/results.md, `python -m pipeline.bench`.)
+the model never trained on them, channels-last tensors and the same mixed precision (on CPUs with AMX
+tiles bf16, `predict.cpu_precision`). (On CPUs this eager channels-last path measured as fast as or faster
+than BatchNorm folding, torch.compile, TorchScript and ONNX Runtime: docs/results.md, `python -m pipeline.bench`.)
 """
 from __future__ import annotations
 
@@ -19,13 +19,15 @@ from tqdm.auto import tqdm
 
 from .checkpoints import fold_weights, model_from_checkpoint
 from .config import Config
+from .data import TrainSet
 from .dataset import SaltDataset, is_blank
 from .distributed import shows_progress
 from .errors import PipelineError
-from .paths import ExperimentLayout
+from .paths import ExperimentLayout, WorkLayout
 from .store import Probs, to_levels
 from .geometry import from_canvas, tta_logits
-from .runtime import autocast, memory_format
+from .runtime import inference_autocast, memory_format
+from .tuning import search
 
 
 @dataclass
@@ -79,7 +81,7 @@ class Predictor:
             x = memory_format(x.to(self.device, non_blocking=True), c.train.channels_last)
             batch_probs, batch_heads = 0, 0
             for model in self.models:
-                with autocast(c.train.amp, self.device):
+                with inference_autocast(c.train.amp, c.predict.cpu_precision, self.device):
                     p, h = tta_logits(model, x, c.predict.tta)
                 batch_probs = batch_probs + from_canvas(p, c.data.input_mode)[:, 0]
                 batch_heads = batch_heads + (h[:, 0] if h is not None else 0)
@@ -115,3 +117,15 @@ def out_of_fold(config: Config, exp: ExperimentLayout, ids: np.ndarray, images: 
     val = split == fold
     prediction = predictor(images[val], depths[val], f"fold {fold} out-of-fold")
     return Probs(ids[val], to_levels(prediction.probs), prediction.salt_prob), predictor
+
+
+def tuned_score(config: Config, work: WorkLayout, train: TrainSet, split: np.ndarray, folds: list[int],
+                device: torch.device) -> float:
+    """mAP of the folds' pooled out-of-fold predictions (made as predict makes them) under one tuned
+    decision; `split` gives each training image's fold."""
+    exp = work.experiment(config.name)
+    parts = [out_of_fold(config, exp, train.ids, train.images, train.depths, split, fold, device)[0] for fold in folds]
+    oof = Probs.concat(parts)
+    order = np.concatenate([np.flatnonzero(split == fold) for fold in folds])  # the rows stacked above
+    _, score, _ = search(oof, train.masks[order], config.tune)
+    return round(score, 4)

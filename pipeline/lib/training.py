@@ -36,8 +36,8 @@ from .metric import mean_score
 from .models import build_model
 from .paths import InputLayout, WorkLayout
 from .postprocess import masks_from_probs
-from .runtime import (autocast, make_optimizer, memory_format, pick_device, resolve_amp, rng_state, seed_everything,
-                      set_rng_state)
+from .runtime import (autocast, inference_precision, make_optimizer, memory_format, pick_device, resolve_amp,
+                      rng_state, seed_everything, set_rng_state)
 from .schedule import Schedule
 from .records import check_fold, fold_identity, write_record
 from .store import Probs, atomic_path, to_levels
@@ -213,8 +213,9 @@ class Trainer:
 
     def run(self) -> float:
         t = self.config.train
-        print(f"fold {self.fold}: training on {self.device.type}, precision {self.precision} (train.amp {t.amp})",
-              flush=True)
+        validation = inference_precision(t.amp, self.config.predict.cpu_precision, self.device)
+        print(f"fold {self.fold}: training on {self.device.type}, precision {self.precision} (train.amp {t.amp}), "
+              f"validation {validation}", flush=True)
         for epoch in range(self.start_epoch, t.epochs):
             started = time.time()
             loss_fn = loss_for_epoch(t, epoch)
@@ -256,22 +257,23 @@ def fold_inputs(config: Config, layout: InputLayout, work: WorkLayout):
     return train, frame, fold_identity(config, work, train.digest, split_digest(frame))
 
 
-def pending_folds(config: Config, layout: InputLayout, work: WorkLayout, folds: list[int], force: bool) -> list[int]:
-    """The folds of `folds` that `train_fold` would train; a fold trained for other inputs is an error
-    unless `force`."""
+def pending_folds(config: Config, work: WorkLayout, inputs, folds: list[int], force: bool) -> list[int]:
+    """The folds of `folds` that `train_fold` would train, given `fold_inputs`; a fold trained for other
+    inputs is an error unless `force`."""
     if force:
         return folds
-    exp, (_, _, identity) = work.experiment(config.name), fold_inputs(config, layout, work)
+    exp, (_, _, identity) = work.experiment(config.name), inputs
     return [fold for fold in folds if not check_fold(exp, fold, identity)]
 
 
 def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int, resume: bool = False,
-               force: bool = False, device: torch.device | None = None, group: FoldGroup = ALONE) -> float | None:
+               force: bool = False, device: torch.device | None = None, group: FoldGroup = ALONE,
+               inputs=None) -> float | None:
     """Train one fold; returns its best validation mAP, or None when it was already trained for exactly
     these inputs. A fold trained (or half-trained) for other inputs is an error unless `force`. In a
-    `group`, every member calls this; the leader alone writes."""
+    `group`, every member calls this; the leader alone writes. `inputs`: `fold_inputs`, when made already."""
     exp = work.experiment(config.name)
-    train, frame, identity = fold_inputs(config, layout, work)
+    train, frame, identity = inputs or fold_inputs(config, layout, work)
     split = frame["fold"].to_numpy()
     pseudo_source = config.data.pseudo_labels
     pseudo = pseudo_labelled(work.experiment(pseudo_source), load_test(layout, work)) if pseudo_source else None
