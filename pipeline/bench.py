@@ -1,6 +1,7 @@
 """Stage: measure every stage's speed and print it, and write it as JSON.
 
     python -m pipeline.bench [--input DIR] [--device cpu|cuda] [--out bench/bench.json] [--steps N]
+    python -m pipeline.bench --trained CONFIG [--input DIR] [--workdir DIR]   # float32 vs bf16 on trained folds
 
 Uses the real data when the input folder has it, else a generated demo set (then load and tune
 figures are scaled to the real sizes, and the JSON says so). Ratios between figures of one run are
@@ -247,7 +248,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--input", default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    p.add_argument("--out", default=str(paths.REPO / "bench" / "bench.json"))
+    p.add_argument("--out", default=None, help="JSON file (default: bench/bench.json, with --trained bench/precision.json)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per model (default: 3 on CPU, 30 on GPU)")
     p.add_argument("--trained", type=Path, default=None, metavar="CONFIG",
                    help="instead: CPU prediction in float32 vs bf16 on this experiment's trained folds (speed, CV mAP)")
@@ -256,7 +257,7 @@ def main(argv=None) -> None:
     if args.trained:
         result = precision_on_trained_folds(args.trained, InputLayout(paths.input_dir(args.input)),
                                             WorkLayout(paths.work_dir(args.workdir)))
-        write_json(Path(args.out), result)
+        write_json(Path(args.out or paths.REPO / "bench" / "precision.json"), result)
         print(json.dumps(result, indent=2))
         return
     device = torch.device(args.device)
@@ -264,9 +265,10 @@ def main(argv=None) -> None:
         raise PipelineError("--device cuda, but torch sees no GPU; use --device cpu")
     steps = args.steps or (30 if device.type == "cuda" else 3)
     result = bench(InputLayout(paths.input_dir(args.input)), device, steps)
-    write_json(Path(args.out), result)
+    out = Path(args.out or paths.REPO / "bench" / "bench.json")
+    write_json(out, result)
     print(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
