@@ -37,11 +37,9 @@ def resolve_amp(amp: str, device: torch.device) -> str:
 
 
 def autocast(amp: str, device: torch.device):
-    """Mixed precision on a GPU as `amp` (or its resolution) names it; CPUs always run in float32."""
-    dtype = AMP[resolve_amp(amp, device)]
-    if dtype is None:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast("cuda", dtype=dtype)
+    """Training's precision: mixed on a GPU as `amp` (or its resolution) names it; CPUs always train in
+    float32 (bf16 slows the CPU recipe's training: docs/results.md)."""
+    return inference_autocast(amp, "float32", device)
 
 
 def has_amx() -> bool:
