@@ -223,3 +223,15 @@ def test_a_deleted_output_makes_its_stage_missing_again(copy, capsys):
     stages(copy / "input", copy / "work", only=("predict", "tune"))
     out = capsys.readouterr().out
     assert "predict: missing" in out and exp.oof_probs(1).exists() and "tune: stale: predictions" in out
+
+
+def test_predictions_made_in_another_precision_are_redone(copy, capsys, monkeypatch):
+    """`predict.cpu_precision: auto` is bf16 on a CPU with AMX tiles, float32 elsewhere: probabilities carried
+    to a machine of the other kind are made again, not reused."""
+    from pipeline.lib import runtime
+    amx_here = runtime.has_amx()
+    monkeypatch.setattr(runtime, "has_amx", lambda: not amx_here)
+    capsys.readouterr()
+    stages(copy / "input", copy / "work", only=("predict",))
+    out = capsys.readouterr().out
+    assert "predict: stale: predict.precision" in out and "wrote" in out

@@ -21,12 +21,14 @@ MIN_SCSE_CHANNELS = 16  # scSE squeezes channels by 16
 
 
 class SaltNet(nn.Module):
-    """An smp model; optionally its mask comes from a hypercolumn of all decoder levels."""
+    """An smp model; optionally its mask comes from a hypercolumn of all decoder levels. `start_source` says
+    where its encoder's start weights came from (training records it)."""
 
-    def __init__(self, net: nn.Module, hypercolumn: bool):
+    def __init__(self, net: nn.Module, hypercolumn: bool, start_source: str = "none (random)"):
         super().__init__()
         self.net = net
         self.hypercolumn = hypercolumn
+        self.start_source = start_source
         if hypercolumn:
             channels = [block.conv2[0].out_channels for block in net.decoder.blocks]
             self.fuse = nn.Sequential(nn.Conv2d(sum(channels), 64, 3, padding=1), nn.ReLU(inplace=True),
@@ -67,9 +69,7 @@ def build_model(model, in_channels: int, pretrained: bool = True) -> SaltNet:
         load_encoder_weights(net, model.encoder, start)
         print(f"start weights: {start.source}", flush=True)
     net.encoder.set_in_channels(in_channels, pretrained=start is not None)
-    model_net = SaltNet(net, model.hypercolumn)
-    model_net.start_source = start.source if start else "none (random)"
-    return model_net
+    return SaltNet(net, model.hypercolumn, start.source) if start else SaltNet(net, model.hypercolumn)
 
 
 def load_encoder_weights(net: nn.Module, encoder: str, start: StartWeights) -> None:

@@ -3,6 +3,7 @@
   trained fold  fold_K/done.json   training data, split, pseudo-labels, config data/model/augment/train,
                                    start weights (none, imagenet, or a named file's content)
   predict       predict.json       each used fold's done.json, training and test data, split, config predict
+                                   with the precision `cpu_precision: auto` resolves to on this machine
   tune          tune.json          predict.json, config tune
   submit        submit.json        predict.json, tune.json (or the flags' decision), sample_submission ids
 
@@ -14,9 +15,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .distributed import local_devices
 from .errors import PipelineError
 from .identity import changes, describe, digest, training_sections
 from .paths import ExperimentLayout, WorkLayout
+from .runtime import inference_precision
 from .start_weights import start_identity
 from .store import read_json, write_json
 
@@ -33,9 +36,14 @@ def fold_identity(config, work: WorkLayout, train_digest: str, split: str) -> di
 
 def predict_identity(config, exp: ExperimentLayout, folds: list[int], train_digest: str, test_digest: str,
                      split: str) -> dict:
+    """The precision is recorded as it resolves here: `auto` is bf16 on a CPU with AMX tiles, float32 on one
+    without, so probabilities carried to another machine are not reused as if made the same way."""
+    settings = config.predict.model_dump(mode="json", exclude={"batch_size"})
+    amp, cpu_precision = config.train.amp, config.predict.cpu_precision
+    settings["precision"] = ",".join(sorted({inference_precision(amp, cpu_precision, d) for d in local_devices()}))
     return {"train_data": train_digest, "test_data": test_digest, "split": split,
             "folds": {str(f): record_digest(exp.done_marker(f)) for f in folds},
-            "config": {"predict": config.predict.model_dump(mode="json", exclude={"batch_size"})}}
+            "config": {"predict": settings}}
 
 
 def submit_identity(exp: ExperimentLayout, decision, sample_ids: list[str]) -> dict:
