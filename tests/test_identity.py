@@ -60,6 +60,16 @@ def test_changes_name_keys_and_values():
     assert changes(old, old) == []
 
 
+def test_a_key_added_later_leaves_earlier_folds_up_to_date_until_it_is_used():
+    from pipeline.lib.identity import ADDED_KEYS, training_sections
+    for section, keys in ADDED_KEYS.items():
+        for key, before in keys.items():
+            assert getattr(getattr(load_config(DEMO), section), key) == before  # the default trains as before
+            assert key not in training_sections(load_config(DEMO))[section]
+    assert training_sections(load_config(DEMO, ["train.ema=0.9"]))["train"]["ema"] == 0.9
+    assert name("train.ema=0.9") != name()
+
+
 def test_a_rerun_is_up_to_date_everywhere(copy, capsys):
     stages(copy / "input", copy / "work")
     out = capsys.readouterr().out

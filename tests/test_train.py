@@ -351,3 +351,29 @@ def test_the_gpu_recipe_runs_at_tiny_scale_from_a_start_weights_file(demo_input,
     assert record["start_weights"] == f"file {tmp_path / 'resnet34.pth'}"
     assert record["identity"]["start_weights"].startswith("file ")
     assert len(exp.snapshots(0)) == 2
+
+
+def test_a_moving_average_of_the_weights_is_what_is_validated_and_saved(demo_input, work):
+    extra = ["train.epochs=1", "train.ema=0.9"]
+    run(demo_input, work, extra)
+    exp = experiment(work, extra)
+    best, last = load_checkpoint(exp.best_checkpoint(0)), load_checkpoint(exp.last_checkpoint(0))
+    name = next(k for k, v in last["model"].items() if v.is_floating_point())
+    assert torch.equal(best["model"][name], last["ema"][name])  # one epoch: the best is the last average
+    assert not torch.equal(last["ema"][name], last["model"][name])
+
+
+def test_resume_restores_the_moving_average(demo_input, work, monkeypatch):
+    extra = ["train.epochs=2", "train.ema=0.9"]
+    exp = interrupted_run(demo_input, work, monkeypatch, extra)
+    saved = load_checkpoint(exp.last_checkpoint(0))["ema"]
+    restored = []
+    original = training.Trainer.resume
+
+    def resume(self):
+        original(self)
+        restored.append({k: v.clone() for k, v in self.ema.module.state_dict().items()})
+
+    monkeypatch.setattr(training.Trainer, "resume", resume)
+    run(demo_input, work, extra, resume=True)
+    assert restored and all(torch.equal(restored[0][k], v) for k, v in saved.items())

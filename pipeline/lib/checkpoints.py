@@ -1,9 +1,10 @@
 """Checkpoints: what each file holds, saving and loading them, and building a model from one alone.
 
 Every checkpoint holds the resolved config it was trained with (`config`) and the model weights
-(`model`); the resume checkpoint (last.pt) also holds the optimiser, the step, the grad scaler and the
-random states. A model for inference is built from its checkpoint's config, never from pretrained
-encoder weights, so prediction works offline whatever `model.encoder_weights` says.
+(`model`; under `train.ema` the moving average of the weights); the resume checkpoint (last.pt) holds the
+raw weights and also the average (`ema`), the optimiser, the step, the grad scaler and the random states.
+A model for inference is built from its checkpoint's config, never from pretrained encoder weights, so
+prediction works offline whatever `model.encoder_weights` says.
 """
 from __future__ import annotations
 

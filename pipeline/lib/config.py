@@ -87,6 +87,9 @@ class TrainConfig(Section):
     warmup_epochs: int = Field(1, ge=0)
     cycles: int = Field(1, ge=1)  # cosine cycles (warm restarts); a snapshot is kept at the end of each
     grad_clip: float = Field(0.0, ge=0)  # max gradient norm; 0 turns clipping off
+    # decay of a moving average of the weights (timm's ModelEmaV3, warm-up on), which is validated and saved
+    # in place of the raw weights; 0 turns it off
+    ema: float = Field(0.0, ge=0, lt=1)
     loss: LossTerms = {"bce": 1.0, "dice": 1.0}  # weighted sum of registered losses
     switch_epoch: Optional[int] = Field(None, ge=1)  # from this epoch on, loss_after is used instead
     loss_after: LossTerms = {"lovasz_symmetric": 1.0}

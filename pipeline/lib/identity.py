@@ -15,6 +15,9 @@ import numpy as np
 DIGEST_CHARS = 16
 # train settings that say how a run executes, not what it learns: a fold may resume under other values
 RUNTIME_KEYS = ("amp", "num_workers", "channels_last", "resume_every")
+# keys added after folds were first recorded, with the value that trains as before they existed: left out of
+# the identity at that value, so folds trained earlier stay up to date
+ADDED_KEYS = {"train": {"ema": 0.0}}
 
 
 def digest(*parts) -> str:
@@ -39,6 +42,10 @@ def training_sections(config) -> dict:
     sections["model"].pop("encoder_weights")  # a path is not what it holds: records.fold_identity adds the content
     for key in RUNTIME_KEYS:
         sections["train"].pop(key)
+    for name, keys in ADDED_KEYS.items():
+        for key, before in keys.items():
+            if sections[name][key] == before:
+                sections[name].pop(key)
     return sections
 
 

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
@@ -118,6 +119,9 @@ class Trainer:
         model = build_model(config.model, config.in_channels, pretrained).to(device)  # no start weights to resume
         self.start_source = model.start_source
         self.model = memory_format(model, t.channels_last)
+        # with an average of the weights, the average is what is validated, chosen and saved for prediction
+        self.ema = ModelEmaV3(self.model, decay=t.ema, use_warmup=True) if t.ema else None
+        self.evaluated = self.ema.module if self.ema else self.model
         self.forward = self.model if group.size == 1 else DistributedDataParallel(
             self.model, device_ids=[device] if device.type == "cuda" else None, process_group=group.process_group)
         self.optimizer = make_optimizer(t, self.model)
@@ -126,7 +130,7 @@ class Trainer:
         self.snapshot_steps = schedule.cycle_ends() if t.cycles > 1 else []
         self.precision = resolve_amp(t.amp, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
-        self.validator = Predictor([self.model], config, device)
+        self.validator = Predictor([self.evaluated], config, device)
         self.val_inputs = self.validator.prepare(data.val.images, data.val.depths)  # once, on the device
         self.start_epoch, self.step, self.best_score = 0, 0, -1.0
 
@@ -155,7 +159,9 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError):
+            if self.ema:
+                self.ema.module.load_state_dict(state["ema"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError):
             raise PipelineError(f"{self.saver.exp.last_checkpoint(self.fold)} does not fit this config's model or "
                                 "optimizer (the config changed since it was saved); restore the config or start "
                                 "over with --force") from None
@@ -202,9 +208,11 @@ class Trainer:
         self.scaler.update()
         total += loss.detach()
         self.step += 1
+        if self.ema:
+            self.ema.update(self.model, step=self.step)
         # the true end of a cosine cycle, wherever it falls in the epoch
         if self.step in self.snapshot_steps and self.group.leader:
-            self.saver.save_snapshot(self.model, self.snapshot_steps.index(self.step), self.step)
+            self.saver.save_snapshot(self.evaluated, self.snapshot_steps.index(self.step), self.step)
 
     def validate(self) -> tuple[Prediction, dict]:
         val = self.data.val
@@ -233,7 +241,7 @@ class Trainer:
                 if scores["score_best"] > self.best_score:
                     self.best_score = scores["score_best"]
                     if self.group.leader:
-                        self.saver.save_best(self.model, epoch, self.best_score)
+                        self.saver.save_best(self.evaluated, epoch, self.best_score)
             row["seconds"] = round(time.time() - started, 2)
             if not self.group.leader:  # the leader writes and reports for the group
                 continue
@@ -241,7 +249,8 @@ class Trainer:
             if (epoch + 1) % t.resume_every == 0 or epoch + 1 == t.epochs:
                 self.saver.save_last(self.model, optimizer=self.optimizer.state_dict(),
                                      scaler=self.scaler.state_dict(), rng=rng_state(self.loader_gen), epoch=epoch,
-                                     step=self.step, best_score=self.best_score, start_weights=self.start_source)
+                                     step=self.step, best_score=self.best_score, start_weights=self.start_source,
+                                     ema=self.ema.module.state_dict() if self.ema else None)
             print(f"fold {self.fold} epoch {epoch + 1}/{t.epochs}: loss {train_loss:.4f} "
                   f"val_bce {row.get('val_bce', np.nan):.4f} mAP@0.5 {row.get('score_05', np.nan):.4f} "
                   f"tuned {row.get('score_best', np.nan):.4f} ({row['seconds']:.0f}s)", flush=True)
