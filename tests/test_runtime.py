@@ -1,9 +1,13 @@
-"""Registries of the runtime (optimisers, mixed precision) and random state across machines."""
+"""Registries of the runtime (optimisers, mixed precision), subnormal floats, and random state across machines."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from pipeline.lib import runtime
 from pipeline.lib.config import TrainConfig
+from pipeline.lib.paths import REPO
 
 
 @pytest.mark.parametrize("name", list(runtime.OPTIMIZERS))
@@ -67,3 +71,24 @@ def test_auto_precision_follows_the_gpus_compute_capability(monkeypatch, capabil
     assert runtime.resolve_amp("auto", torch.device("cuda")) == expected
     assert runtime.resolve_amp("fp16", torch.device("cuda")) == "fp16"  # an explicit choice stands
     assert runtime.resolve_amp("auto", torch.device("cpu")) == runtime.resolve_amp("bf16", torch.device("cpu")) == "none"
+
+
+FLUSH_CHECK = """
+import torch
+from pipeline import train  # everything a stage imports, before the stage runs
+from pipeline.lib.errors import run_stage
+torch.set_num_threads(2)
+def main(argv):
+    tiny = torch.full((1 << 22,), 1e-39)  # subnormal; large enough to be split over the threads
+    print(int((tiny * 1.0 != 0).sum()))
+{run}
+"""
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU cannot flush subnormals")
+@pytest.mark.parametrize("run, flushed", [("run_stage(main)", True), ("main(None)", False)])
+def test_stages_count_subnormals_as_zero_on_every_thread(run, flushed):
+    """Subnormal arithmetic is many times slower on x86; every thread of a stage must flush them."""
+    out = subprocess.run([sys.executable, "-c", FLUSH_CHECK.format(run=run)], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    assert (int(out.split()[-1]) == 0) is flushed

@@ -8,9 +8,12 @@ class PipelineError(Exception):
 
 
 def run_stage(main, argv=None) -> None:
-    """Run a stage's `main(argv)`; an expected failure prints `error: ...` and exits with status 2."""
+    """Run a stage's `main(argv)`; an expected failure prints `error: ...` and exits with status 2. Subnormal
+    floats count as zero in the whole stage (`runtime.flush_denormals`)."""
     from .lock import release_all  # here, not at the top: lock.py raises PipelineError
+    from .runtime import flush_denormals  # torch: only for stages that run
 
+    flush_denormals()
     try:
         main(argv)
     except PipelineError as err:

@@ -42,6 +42,14 @@ def autocast(amp: str, device: torch.device):
     return inference_autocast(amp, "float32", device)
 
 
+def flush_denormals() -> bool:
+    """Treat subnormal floats (below 1.2e-38) as zero on the CPU. Trained weights can push activations into
+    that range, where x86 arithmetic is many times slower: a Lite0 fold trained at batch 16 stepped at half
+    speed from its tenth epoch on (docs/results.md). Torch's worker threads inherit the setting from the
+    thread that starts them, so it is made before any model runs. False where the CPU cannot."""
+    return torch.set_flush_denormal(True)
+
+
 def has_amx() -> bool:
     """Whether the CPU has AMX tiles, where oneDNN runs bf16 convolutions in hardware (without them bf16
     is emulated and slower than float32). A private torch probe, absent from some versions: then no."""
