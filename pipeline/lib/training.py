@@ -120,8 +120,8 @@ class Trainer:
         self.start_source = model.start_source
         self.model = memory_format(model, t.channels_last)
         # with an average of the weights, the average is what is validated, chosen and saved for prediction
-        self.ema = ModelEmaV3(self.model, decay=t.ema, use_warmup=True) if t.ema else None
-        self.evaluated = self.ema.module if self.ema else self.model
+        self.ema = ModelEmaV3(self.model, decay=t.ema, use_warmup=True) if t.ema > 0 else None
+        self.evaluated = self.model if self.ema is None else self.ema.module
         self.forward = self.model if group.size == 1 else DistributedDataParallel(
             self.model, device_ids=[device] if device.type == "cuda" else None, process_group=group.process_group)
         self.optimizer = make_optimizer(t, self.model)
@@ -159,7 +159,7 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            if self.ema:
+            if self.ema is not None:
                 self.ema.module.load_state_dict(state["ema"])
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError):
             raise PipelineError(f"{self.saver.exp.last_checkpoint(self.fold)} does not fit this config's model or "
@@ -208,7 +208,7 @@ class Trainer:
         self.scaler.update()
         total += loss.detach()
         self.step += 1
-        if self.ema:
+        if self.ema is not None:
             self.ema.update(self.model, step=self.step)
         # the true end of a cosine cycle, wherever it falls in the epoch
         if self.step in self.snapshot_steps and self.group.leader:
@@ -250,7 +250,7 @@ class Trainer:
                 self.saver.save_last(self.model, optimizer=self.optimizer.state_dict(),
                                      scaler=self.scaler.state_dict(), rng=rng_state(self.loader_gen), epoch=epoch,
                                      step=self.step, best_score=self.best_score, start_weights=self.start_source,
-                                     ema=self.ema.module.state_dict() if self.ema else None)
+                                     ema=None if self.ema is None else self.ema.module.state_dict())
             print(f"fold {self.fold} epoch {epoch + 1}/{t.epochs}: loss {train_loss:.4f} "
                   f"val_bce {row.get('val_bce', np.nan):.4f} mAP@0.5 {row.get('score_05', np.nan):.4f} "
                   f"tuned {row.get('score_best', np.nan):.4f} ({row['seconds']:.0f}s)", flush=True)
