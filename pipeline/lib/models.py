@@ -18,13 +18,14 @@ TAKES_DECODER_CHANNELS = ("Unet", "UnetPlusPlus", "MAnet")
 TAKES_ATTENTION = ("Unet", "UnetPlusPlus")
 TAKES_HYPERCOLUMN = ("Unet",)  # its decoder blocks run in order, so their outputs are the levels
 MIN_SCSE_CHANNELS = 16  # scSE squeezes channels by 16
+RANDOM_START = "none (random)"  # the start_source of an encoder without start weights
 
 
 class SaltNet(nn.Module):
     """An smp model; optionally its mask comes from a hypercolumn of all decoder levels. `start_source` says
     where its encoder's start weights came from (training records it)."""
 
-    def __init__(self, net: nn.Module, hypercolumn: bool, start_source: str = "none (random)"):
+    def __init__(self, net: nn.Module, hypercolumn: bool, start_source: str = RANDOM_START):
         super().__init__()
         self.net = net
         self.hypercolumn = hypercolumn
@@ -69,7 +70,7 @@ def build_model(model, in_channels: int, pretrained: bool = True) -> SaltNet:
         load_encoder_weights(net, model.encoder, start)
         print(f"start weights: {start.source}", flush=True)
     net.encoder.set_in_channels(in_channels, pretrained=start is not None)
-    return SaltNet(net, model.hypercolumn, start.source) if start else SaltNet(net, model.hypercolumn)
+    return SaltNet(net, model.hypercolumn, start.source if start else RANDOM_START)
 
 
 def load_encoder_weights(net: nn.Module, encoder: str, start: StartWeights) -> None:
