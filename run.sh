@@ -81,9 +81,10 @@ status=$("$PYTHON" -m pipeline.status --config "$config" "${io[@]}" "${overrides
 echo "$status"
 name=$(sed -n '1s/^experiment \([^ ]*\).*/\1/p' <<<"$status")
 exp=$workdir/experiments/$name
-# The split is written once and shared by every experiment: --force never rewrites it (only
-# `python -m pipeline.folds --force` does, which makes the folds trained on the old split stale).
-if wanted folds; then stage folds; "$PYTHON" -m pipeline.folds "${io[@]}"; fi
+# The split is written once and shared by every experiment with the same number of folds (data.n_folds):
+# --force never rewrites it (only `python -m pipeline.folds --force` does, which makes the folds trained on
+# the old split stale).
+if wanted folds; then stage folds; "$PYTHON" -m pipeline.folds --config "$config" "${io[@]}" "${overrides[@]}"; fi
 if wanted train; then
   stage train
   launch=("$PYTHON")  # several GPUs: one process per GPU, each training its share of the folds

@@ -21,7 +21,7 @@ import pandas as pd
 from .lib import cli
 from .lib.config import load_config
 from .lib.data import load_train
-from .lib.errors import run_stage
+from .lib.errors import PipelineError, run_stage
 from .lib.folds import fold_list, read_folds
 from .lib.inference import tuned_score
 from .lib.paths import WorkLayout
@@ -65,8 +65,11 @@ def main(argv=None) -> None:
     p.add_argument("--fold", default="0", help="a fold number, a list like 0,2, or 'all' (k-fold CV)")
     p.add_argument("--out", type=Path, default=None, help="Markdown table (default: experiments/ablations.md)")
     args = p.parse_args(argv)
-    layout, work = cli.layouts(args)
     configs = [load_config(path) for path in args.configs]  # every config is checked before hours of training
+    counts = sorted({config.data.n_folds for config in configs})
+    if len(counts) > 1:
+        raise PipelineError(f"ablate scores every config on one split, but their data.n_folds differ ({counts})")
+    layout, work = cli.layouts(args, n_folds=counts[0])
     folds = fold_list(args.fold, work)
     train = load_train(layout, work)  # loaded once: every config is scored on the same images
     split = read_folds(work, train.ids)["fold"].to_numpy()

@@ -18,6 +18,7 @@ import os
 import resource
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +194,7 @@ def precision_on_trained_folds(config_path: Path, layout: InputLayout, work: Wor
     """CPU prediction in float32 and in bf16 on an experiment's trained folds: views/s (flip TTA, loading
     the checkpoints included) and the k-fold CV mAP under one tuned decision, as `tune` scores it."""
     config = load_config(config_path)
+    work = replace(work, n_folds=config.data.n_folds)
     train = load_train(layout, work)  # an untrained fold is a one-line error from the first prediction
     split = read_folds(work, train.ids)["fold"].to_numpy()
     out = {"experiment": config.name}

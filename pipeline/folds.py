@@ -1,31 +1,46 @@
 """Stage: split the labelled images into k folds, stratified by mask coverage.
 
-    python -m pipeline.folds [--input DIR] [--n-folds 5] [--seed 42] [--force]
+    python -m pipeline.folds [--input DIR] [--n-folds 5 | --config FILE [key=value ...]] [--seed 42] [--force]
 
 Writes folds/folds.csv (id, fold, coverage, coverage_class) once; later stages reuse it, and it is
-rewritten only with --force, so every experiment is validated on the same split.
+rewritten only with --force, so every experiment is validated on the same split. A split of K folds other
+than 5 (a config's data.n_folds, which run.sh passes through --config) goes to folds/folds-K.csv beside it.
 """
 from __future__ import annotations
 
 from .lib import cli
+from .lib.config import load_config
 from .lib.data import load_train
-from .lib.errors import run_stage
+from .lib.errors import PipelineError, run_stage
 from .lib.folds import fold_summary, make_folds, read_folds, write_folds
+from .lib.paths import N_FOLDS
+
+
+def fold_count(args) -> int:
+    """--n-folds, else the config's data.n_folds, else 5."""
+    if args.overrides and not args.config:
+        raise PipelineError(f"key=value overrides ({' '.join(args.overrides)}) need --config")
+    if args.config:
+        return load_config(args.config, args.overrides).data.n_folds
+    return args.n_folds or N_FOLDS
 
 
 def main(argv=None) -> None:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--n-folds", type=int, default=5)
+    count = p.add_mutually_exclusive_group()
+    count.add_argument("--n-folds", type=int, default=None, help=f"number of folds (default {N_FOLDS})")
+    count.add_argument("--config", default=None, help="take the number of folds from this config's data.n_folds")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--force", action="store_true", help="rewrite folds/folds.csv if it exists")
+    p.add_argument("--force", action="store_true", help="rewrite the split's file if it exists")
+    p.add_argument("overrides", nargs="*", help="with --config: dotted key=value pairs, e.g. data.n_folds=3")
     args = p.parse_args(argv)
-    layout, work = cli.layouts(args)
+    layout, work = cli.layouts(args, n_folds=fold_count(args))
     train = load_train(layout, work)
     if work.folds_csv.exists() and not args.force:
         read_folds(work, train.ids)  # refuse a stale split made for other data
         print(f"{work.folds_csv} exists; reusing it (pass --force to rewrite)")
         return
-    frame = make_folds(train.ids, train.coverage, args.n_folds, args.seed)
+    frame = make_folds(train.ids, train.coverage, work.n_folds, args.seed)
     write_folds(work, frame)
     print(f"wrote {work.folds_csv}")
     print(fold_summary(frame).to_string())

@@ -62,7 +62,7 @@ def main(argv=None) -> None:
         print(config.name)
         return
     print(f"experiment {config.name}" + (f" ({args.config} with {' '.join(args.overrides)})" if args.overrides else ""))
-    layout, work = cli.layouts(args, lock=False)  # reads only: works beside a running job
+    layout, work = cli.layouts(args, lock=False, n_folds=config.data.n_folds)  # reads only: works beside a running job
     report(config, layout, work)
 
 

@@ -11,6 +11,7 @@ tunes on the averaged out-of-fold set, and writes submissions/a+b.csv.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,12 @@ def ensemble(layout: InputLayout, work: WorkLayout, names: list[str]) -> str:
     for exp in exps:
         if not exp.config_yaml.exists():
             raise PipelineError(f"experiment '{exp.root.name}' has no {exp.config_yaml}; train and predict it first")
+    configs = [load_config(e.config_yaml) for e in exps]
+    counts = sorted({c.data.n_folds for c in configs})
+    if len(counts) > 1:  # their out-of-fold files cover different images per fold
+        raise PipelineError(f"experiments {', '.join(names)} were trained on splits of {counts} folds (data.n_folds); "
+                            "only experiments on one split can be averaged")
+    work = replace(work, n_folds=counts[0])
     name = "+".join(names)
     target = work.experiment(name)
     ids = sample_ids(layout)
@@ -73,7 +80,7 @@ def ensemble(layout: InputLayout, work: WorkLayout, names: list[str]) -> str:
         fold_ids = split.loc[split["fold"] == fold, "id"].tolist()
         save_probs(target.oof_probs(fold), average([load_probs(e.oof_probs(fold)) for e in exps], fold_ids))
     write_record(target.predict_json, {"members": {e.root.name: record_digest(e.predict_json) for e in exps}})
-    run_tune(name, load_config(exps[0].config_yaml).tune, layout, work, force=True)
+    run_tune(name, configs[0].tune, layout, work, force=True)
     return name
 
 

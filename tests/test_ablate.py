@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from pipeline.ablate import markdown, summarize
 from pipeline.lib.paths import WorkLayout
@@ -47,3 +48,13 @@ def test_summary_needs_every_fold_and_averages_them(tmp_path):
     assert table["train_val_mAP"].tolist() == [0.7] and table["minutes"].tolist() == [4.0]
     assert table["command"].iloc[0].endswith("--fold all")
     assert summarize(work, [Path("base.yaml")], [0, 1, 2]).empty
+
+
+def test_configs_on_different_splits_are_refused(tmp_path):
+    from pipeline import ablate
+    from pipeline.lib.errors import PipelineError
+    from pipeline.lib.paths import CONFIG_DIR
+    other = tmp_path / "five.yaml"
+    other.write_text(f"base: {CONFIG_DIR / 'demo.yaml'}\ndata:\n  n_folds: 5\n")
+    with pytest.raises(PipelineError, match=r"one split, but their data.n_folds differ \(\[3, 5\]\)"):
+        ablate.main([str(CONFIG_DIR / "demo.yaml"), str(other), "--workdir", str(tmp_path)])

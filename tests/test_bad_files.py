@@ -54,8 +54,18 @@ def test_damaged_folds_csv(tmp_path, text):
 
 
 def test_folds_for_other_data(tmp_path):
-    work = WorkLayout(tmp_path)
+    work = WorkLayout(tmp_path, n_folds=2)
     work.folds_csv.parent.mkdir(parents=True)
     pd.DataFrame({"id": ["a", "c"], "fold": [0, 1]}).to_csv(work.folds_csv, index=False)
     with pytest.raises(PipelineError, match="made for other training data"):
         read_folds(work, ["a", "b"])
+
+
+def test_folds_of_another_count(tmp_path):
+    """A folds.csv written by hand (or an older --n-folds) with 3 folds where the config asks for 5."""
+    work = WorkLayout(tmp_path)
+    work.folds_csv.parent.mkdir(parents=True)
+    pd.DataFrame({"id": ["a", "b", "c"], "fold": [0, 1, 2]}).to_csv(work.folds_csv, index=False)
+    with pytest.raises(PipelineError, match=rf"{work.folds_csv} holds 3 folds, not the 5 asked for \(data.n_folds or "
+                                            r"--n-folds\); rewrite it with `python -m pipeline.folds --n-folds 5 --force`"):
+        read_folds(work, ["a", "b", "c"])

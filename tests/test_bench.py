@@ -11,8 +11,9 @@ def test_precisions_are_compared_on_the_trained_folds(demo_input, tmp_path):
     from pipeline import bench, folds, train
     folds.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--n-folds", "2"])
     tiny = tmp_path / "tiny.yaml"
-    tiny.write_text(f"base: {CONFIG_DIR / 'demo.yaml'}\nmodel:\n  decoder_channels: [16, 16, 8, 8, 8]\n"
-                    "  empty_head: true\ntrain:\n  epochs: 1\n  batch_size: 8\n")
+    tiny.write_text(f"base: {CONFIG_DIR / 'demo.yaml'}\ndata:\n  n_folds: 2\n"
+                    "model:\n  decoder_channels: [16, 16, 8, 8, 8]\n  empty_head: true\n"
+                    "train:\n  epochs: 1\n  batch_size: 8\n")
     where = ["--input", str(demo_input), "--workdir", str(tmp_path)]
     out = tmp_path / "bench.json"
     train.main(["--config", str(tiny), "--fold", "0", *where])

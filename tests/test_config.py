@@ -71,6 +71,7 @@ def test_missing_file_and_malformed_override(tmp_path):
     ("train.num_workers=-1", r"train\.num_workers = -1"),
     ("train.val_every=0", r"train\.val_every = 0"),
     ("train.ema=1", r"train\.ema = 1: Input should be less than 1"),
+    ("data.n_folds=1", r"data\.n_folds = 1: Input should be greater than or equal to 2"),
     ("augment.hflip.p=abc", r"augment\.hflip\.p = 'abc': Input should be a valid number"),
     ("augment.hflip.p=1.5", r"augment\.hflip\.p = 1\.5: Input should be less than or equal to 1"),
     ("augment.gamma={p: 0.5, low: 130, high: 90}", "low .* must not exceed high"),

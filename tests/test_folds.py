@@ -46,3 +46,20 @@ def test_stage_writes_once_and_refuses_other_data(demo_input, own_demo, tmp_path
         main(["--input", str(own_demo), "--workdir", str(work)])
     main(["--input", str(own_demo), "--workdir", str(work), "--force"])
     assert len(read_folds(WorkLayout(work), pd.read_csv(own_demo / "train.csv", dtype=str)["id"])) == 30
+
+
+def test_a_config_with_another_number_of_folds_gets_its_own_split(demo_input, tmp_path):
+    """run.sh passes the config: data.n_folds=3 writes folds-3.csv beside the 5-fold folds.csv, and each
+    config's stages read their own."""
+    from pipeline.lib.paths import CONFIG_DIR
+    work = tmp_path / "work"
+    where = ["--input", str(demo_input), "--workdir", str(work)]
+    main(where)
+    five = (work / "folds" / "folds.csv").read_text()
+    main([*where, "--config", str(CONFIG_DIR / "cpu.yaml"), "data.n_folds=3"])
+    ids = pd.read_csv(demo_input / "train.csv", dtype=str)["id"]
+    assert set(read_folds(WorkLayout(work, 3), ids)["fold"]) == {0, 1, 2}
+    assert (work / "folds" / "folds.csv").read_text() == five
+    assert set(read_folds(WorkLayout(work), ids)["fold"]) == set(range(5))
+    with pytest.raises(PipelineError, match="need --config"):
+        main([*where, "data.n_folds=3"])

@@ -61,13 +61,16 @@ def test_changes_name_keys_and_values():
 
 
 def test_a_key_added_later_leaves_earlier_folds_up_to_date_until_it_is_used():
+    from pipeline.lib.config import Config
     from pipeline.lib.identity import ADDED_KEYS, training_sections
     for section, keys in ADDED_KEYS.items():
         for key, before in keys.items():
-            assert getattr(getattr(load_config(DEMO), section), key) == before  # the default trains as before
-            assert key not in training_sections(load_config(DEMO))[section]
+            assert getattr(getattr(Config(), section), key) == before  # the default trains as before
+            assert key not in training_sections(Config())[section]
     assert training_sections(load_config(DEMO, ["train.ema=0.9"]))["train"]["ema"] == 0.9
     assert name("train.ema=0.9") != name()
+    assert training_sections(load_config(DEMO))["data"]["n_folds"] == 3  # demo.yaml's split is not the default
+    assert name("data.n_folds=5") != name()
 
 
 def test_a_rerun_is_up_to_date_everywhere(copy, capsys):
@@ -200,7 +203,7 @@ def test_a_read_only_workdir_error_is_one_line(monkeypatch, capsys):
 
 
 def test_outputs_follow_the_umask(copy):
-    work = WorkLayout(copy / "work")
+    work = WorkLayout(copy / "work", n_folds=3)  # demo.yaml's split
     for path in [work.folds_csv, work.experiment(name()).tune_json, work.experiment(name()).best_checkpoint(0),
                  work.experiment(name()).test_probs, copy / "work" / "submissions" / f"{name()}.csv"]:
         mode = stat.S_IMODE(path.stat().st_mode)

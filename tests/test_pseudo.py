@@ -38,7 +38,7 @@ def test_deep_supervision_ignores_empty_images_in_the_mask_loss():
 
 
 def test_pseudo_labels_join_training(demo_input, tmp_path, capsys):
-    work = WorkLayout(tmp_path)
+    work = WorkLayout(tmp_path, n_folds=3)
     ids = pd.read_csv(demo_input / "sample_submission.csv", dtype=str)["id"].to_numpy()
     probs = np.zeros((len(ids), 101, 101))
     probs[: len(ids) // 2, :50] = 1.0  # half the images: confident salt in the top half

@@ -49,3 +49,16 @@ def test_submission_refuses_probabilities_for_other_ids(demo_input, tmp_path):
 def test_submission_without_predictions_names_the_stage(demo_input, tmp_path):
     with pytest.raises(PipelineError, match="pipeline.predict"):
         submit.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--experiments", "none"])
+
+
+def test_experiments_on_different_splits_are_not_averaged(demo_input, tmp_path):
+    """Their out-of-fold files hold other images per fold: averaging them fold by fold would mix images."""
+    from pipeline.lib.config import load_config, save_config
+    from pipeline.lib.paths import CONFIG_DIR
+    work = WorkLayout(tmp_path)
+    for name, n_folds in {"three": 3, "five": 5}.items():
+        config = load_config(CONFIG_DIR / "demo.yaml", [f"data.n_folds={n_folds}"])
+        save_config(work.experiment(name).config_yaml, config)
+    with pytest.raises(PipelineError, match=r"three, five were trained on splits of \[3, 5\] folds"):
+        submit.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--experiments", "three,five"])
+    assert not work.experiment("three+five").root.exists()

@@ -31,7 +31,7 @@ TINY = ["model.decoder_channels=[16,16,8,8,8]", "train.batch_size=8", "train.num
 @pytest.fixture
 def work(demo_input, tmp_path):
     folds.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--n-folds", "3"])
-    return WorkLayout(tmp_path)
+    return WorkLayout(tmp_path, n_folds=3)  # demo.yaml's split
 
 
 def tiny(extra=()):

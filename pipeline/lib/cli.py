@@ -16,10 +16,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def layouts(args: argparse.Namespace, lock: bool = True) -> tuple[paths.InputLayout, paths.WorkLayout]:
-    """The input and work folders; unless `lock` is off (read-only stages), the work folder is locked for
-    this run: one run at a time."""
-    work = paths.WorkLayout(paths.work_dir(args.workdir))
+def layouts(args: argparse.Namespace, lock: bool = True,
+            n_folds: int = paths.N_FOLDS) -> tuple[paths.InputLayout, paths.WorkLayout]:
+    """The input and work folders (whose split has `n_folds` folds: the config's data.n_folds); unless `lock`
+    is off (read-only stages), the work folder is locked for this run: one run at a time."""
+    work = paths.WorkLayout(paths.work_dir(args.workdir), n_folds)
     if lock:
         lock_workdir(work.root)
     return paths.InputLayout(paths.input_dir(args.input)), work

@@ -22,6 +22,7 @@ from .identity import digest, training_sections
 from .losses import LOSSES
 from .models import (ARCHS, ATTENTION, ENCODERS, MIN_SCSE_CHANNELS, TAKES_ATTENTION, TAKES_DECODER_CHANNELS,
                      TAKES_HYPERCOLUMN)
+from .paths import N_FOLDS
 from .runtime import AMP, CPU_PRECISIONS, OPTIMIZERS
 from .schema import Name, Section
 from .store import write_text
@@ -31,6 +32,7 @@ class DataConfig(Section):
     channels: list[Name(CHANNELS)] = ["gray"]  # gray, plus optionally depth and/or coord (row coordinate)
     drop_blank: bool = False  # drop constant images from training; they are predicted empty
     pseudo_labels: Optional[str] = None  # an experiment's name: add the test images its pseudo stage labelled
+    n_folds: int = Field(N_FOLDS, ge=2)  # the k of the k-fold split (folds/folds.csv for 5, else folds-K.csv)
 
     @field_validator("channels")
     @classmethod

@@ -1,5 +1,5 @@
-"""The k-fold split, stratified by mask coverage: made once, written to folds/folds.csv, read by every
-stage that needs to know which images a fold validates on."""
+"""The k-fold split, stratified by mask coverage: made once, written to folds/folds.csv (folds-K.csv for a
+k other than 5), read by every stage that needs to know which images a fold validates on."""
 from __future__ import annotations
 
 import warnings
@@ -56,6 +56,10 @@ def read_folds(work: WorkLayout, ids) -> pd.DataFrame:
     if not {"id", "fold"} <= set(frame.columns) or not pd.api.types.is_integer_dtype(frame["fold"]) \
             or frame["id"].duplicated().any():
         raise PipelineError(f"{path} needs unique ids and an integer fold column; {fix}")
+    if frame["fold"].nunique() != work.n_folds:
+        raise PipelineError(f"{path} holds {frame['fold'].nunique()} folds, not the {work.n_folds} asked for "
+                            f"(data.n_folds or --n-folds); rewrite it with "
+                            f"`python -m pipeline.folds --n-folds {work.n_folds} --force`")
     if set(frame["id"]) != set(ids):
         raise PipelineError(f"{path} was made for other training data (its ids differ from train.csv); "
                             "rerun `python -m pipeline.folds --force` for this input")

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "pipeline" / "configs"
 INPUT_ENV = "TGS_INPUT"
 WORKDIR_ENV = "TGS_WORKDIR"
+N_FOLDS = 5  # the split every config uses unless its data.n_folds says otherwise
 
 
 def input_dir(arg: str | os.PathLike | None = None) -> Path:
@@ -59,13 +60,16 @@ class InputLayout:
 
 @dataclass(frozen=True)
 class WorkLayout:
-    """Everything the pipeline writes, under one root."""
+    """Everything the pipeline writes, under one root; `n_folds` picks which split the stages use."""
 
     root: Path
+    n_folds: int = N_FOLDS
 
     @property
     def folds_csv(self) -> Path:
-        return self.root / "folds" / "folds.csv"
+        # the 5-fold split keeps the name it always had, so work folders made before other splits stay valid
+        name = "folds.csv" if self.n_folds == N_FOLDS else f"folds-{self.n_folds}.csv"
+        return self.root / "folds" / name
 
     @property
     def cache_dir(self) -> Path:
