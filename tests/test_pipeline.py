@@ -21,17 +21,20 @@ def test_run_sh_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CV mAP" in result.stdout and "submission:" in result.stdout
 
-    experiment = load_config(REPO / "pipeline/configs/demo.yaml", TINY).name  # overrides: an experiment of its own
+    config = load_config(REPO / "pipeline/configs/demo.yaml", TINY)
+    experiment = config.name  # overrides: an experiment of its own
     assert experiment.startswith("demo-") and f"experiment {experiment}" in result.stdout
     exp = work / "experiments" / experiment
-    for fold in range(5):
+    n_folds = config.data.n_folds  # demo.yaml's split: 3 folds, in their own file
+    assert n_folds == 3 and (work / "folds" / "folds-3.csv").exists() and not (work / "folds" / "folds.csv").exists()
+    for fold in range(n_folds):
         for name in ["best.pt", "last.pt", "log.csv", "curves.png", "oof_probs.npz"]:
             assert (exp / f"fold_{fold}" / name).exists(), (fold, name)
     for name in ["config.yaml", "test_probs.npz", "tune.json", "threshold_curve.png", "val_overlays.png",
                  "test_overlays.png"]:
         assert (exp / name).exists(), name
     tuned = json.loads((exp / "tune.json").read_text())
-    assert 0 <= tuned["cv_score"] <= 1 and len(tuned["fold_scores"]) == 5
+    assert 0 <= tuned["cv_score"] <= 1 and len(tuned["fold_scores"]) == n_folds
 
     sample = pd.read_csv(tmp_path / "input" / "sample_submission.csv", dtype=str)
     submission = pd.read_csv(work / "submissions" / f"{experiment}.csv", dtype=str, keep_default_na=False)
