@@ -18,7 +18,7 @@ import numpy as np
 from .lib import cli
 from .lib.config import load_config
 from .lib.data import load_test, load_train
-from .lib.distributed import local_devices, spread
+from .lib.distributed import local_devices, spread, tune_kernels
 from .lib.errors import PipelineError, run_stage
 from .lib.folds import read_folds, split_digest
 from .lib.inference import out_of_fold
@@ -57,6 +57,8 @@ def predict(config, layout, work, force: bool = False) -> None:
     if status[0] == "up to date" and not force:
         return
     devices = local_devices()
+    if devices[0].type == "cuda":
+        tune_kernels()
     sums = FoldSums(test.images.shape)
 
     def one_fold(fold, device):

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from pipeline.lib import runtime
+from pipeline.lib import distributed, runtime
 from pipeline.lib.config import TrainConfig
 from pipeline.lib.paths import REPO
 
@@ -52,6 +52,18 @@ def test_amx_probe_is_a_plain_answer_even_without_torchs_private_probe(monkeypat
     else:
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", probe, raising=False)
     assert runtime.has_amx() is (probe is not None and probe())
+
+
+def test_listing_the_gpus_changes_no_setting(monkeypatch):
+    """`status` lists the devices to record the precision predict would use; that alone must not switch
+    cuDNN's kernel timing on (predict and training do, when they run on GPUs)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    assert distributed.local_devices() == [torch.device("cuda", 0), torch.device("cuda", 1)]
+    assert torch.backends.cudnn.benchmark is False
+    distributed.tune_kernels()
+    assert torch.backends.cudnn.benchmark is True
 
 
 @pytest.mark.parametrize("saved_gpus, gpus_now", [(2, 1), (1, 2), (2, 0)])

@@ -82,7 +82,7 @@ class Rank:
         """Its own GPU (the local rank's), else the CPU."""
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        torch.backends.cudnn.benchmark = True  # inputs are always one canvas size: tune kernels once
+        tune_kernels()
         device = torch.device("cuda", self.local % torch.cuda.device_count())
         torch.cuda.set_device(device)
         return device
@@ -110,11 +110,16 @@ def finish() -> None:
 
 
 def local_devices() -> list[torch.device]:
-    """Every GPU of this machine, else the CPU."""
+    """Every GPU of this machine, else the CPU (a plain answer: `status` asks it too)."""
     if not torch.cuda.is_available():
         return [torch.device("cpu")]
-    torch.backends.cudnn.benchmark = True
     return [torch.device("cuda", index) for index in range(torch.cuda.device_count())]
+
+
+def tune_kernels() -> None:
+    """For a process about to run on GPUs: inputs are always one canvas size, so cuDNN may time its kernels
+    once and keep the fastest."""
+    torch.backends.cudnn.benchmark = True
 
 
 def spread(items: list, devices: list[torch.device], work) -> list:
