@@ -3,7 +3,10 @@
     python -m pipeline.pseudo --config pipeline/configs/default.yaml [--low 0.2] [--high 0.8] [--confident 0.9]
 
 Reads experiments/<name>/test_probs.npz; an image is confident when at least `--confident` of its pixels
-have p < low or p > high. Its mask is its probabilities cut at the tuned threshold (tune.json, else 0.5).
+have p < low or p > high. With an image head, the head must agree: an image is confidently empty when the
+head's P(salt) < low (whatever its pixels, which a deep-supervised mask never learns on empty images), and
+one with salt needs P(salt) > high as well. Its mask is what the submission would hold: the tuned decision
+(tune.json: threshold, min area, head cut; else a 0.5 threshold).
 Writes experiments/<name>/pseudo_labels.npz (ids, masks). Another experiment trains on them plus the
 train set with `data.pseudo_labels: <name>` (they join every fold's training part, never validation).
 """
@@ -14,16 +17,19 @@ import numpy as np
 from .lib import cli
 from .lib.config import load_config
 from .lib.errors import PipelineError, run_stage
-from .lib.metric import binarize
 from .lib.paths import WorkLayout
-from .lib.postprocess import stored_decision
+from .lib.postprocess import masks_from_probs, stored_decision
 from .lib.store import Probs, atomic_path, from_levels, load_probs
 
 
 def confident(probs: Probs, low: float, high: float, share: float) -> np.ndarray:
-    """Which images have at least `share` of their pixels outside (low, high)."""
+    """Which images have at least `share` of their pixels outside (low, high), and, given the image head's
+    P(salt), the head agrees: below `low` is confidently empty, above `high` is needed for salt."""
     p = from_levels(probs.levels).reshape(len(probs.ids), -1)
-    return ((p < low) | (p > high)).mean(1) >= share
+    pixels = ((p < low) | (p > high)).mean(1) >= share
+    if probs.salt_prob is None:
+        return pixels
+    return (probs.salt_prob < low) | ((probs.salt_prob > high) & pixels)
 
 
 def pseudo_label(work: WorkLayout, name: str, low: float, high: float, share: float) -> dict:
@@ -32,14 +38,15 @@ def pseudo_label(work: WorkLayout, name: str, low: float, high: float, share: fl
     exp = work.experiment(name)
     probs = load_probs(exp.test_probs)
     keep = confident(probs, low, high, share)
-    threshold = stored_decision(exp).threshold
-    masks = binarize(probs.levels[keep], threshold)
+    decision = stored_decision(exp)
+    masks = masks_from_probs(probs.subset(probs.ids[keep]), decision)
     with atomic_path(exp.pseudo_labels) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, ids=probs.ids[keep], masks=masks)
     summary = {"images": int(keep.sum()), "of": int(len(keep)),
                "with_salt": float(masks.reshape(len(masks), -1).any(1).mean()) if len(masks) else 0.0}
     print(f"wrote {exp.pseudo_labels}: {summary['images']} of {summary['of']} test images are confident "
-          f"({summary['with_salt']:.1%} of them with salt; threshold {threshold:.3f})")
+          f"({summary['with_salt']:.1%} of them with salt; threshold {decision.threshold:.3f}, min area "
+          f"{decision.min_area}, head cut {decision.empty_cut})")
     return summary
 
 

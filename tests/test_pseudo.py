@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,6 +25,30 @@ def test_confident_images_by_hand():
     probs = Probs(np.array(["a", "b", "c"]), to_levels(np.stack([sure, unsure, mixed])))
     assert confident(probs, 0.2, 0.8, 0.9).tolist() == [True, False, False]
     assert confident(probs, 0.2, 0.8, 0.75).tolist() == [True, False, True]
+
+
+def test_the_image_head_decides_which_images_are_confident():
+    """A deep-supervised mask never learns on empty images, so their pixels may be unsure: the head says."""
+    sure = np.where(np.arange(101 * 101).reshape(101, 101) < 5000, 0.95, 0.05)
+    unsure = np.full((101, 101), 0.7)
+    probs = Probs(np.array(["a", "b", "c", "d"]), to_levels(np.stack([sure, unsure, sure, unsure])),
+                  np.array([0.95, 0.05, 0.5, 0.95], np.float32))
+    assert confident(probs, 0.2, 0.8, 0.9).tolist() == [True, True, False, False]
+
+
+def test_pseudo_masks_are_what_the_submission_would_hold(tmp_path):
+    """The tuned decision, head cut included: a confidently empty image gets an empty mask."""
+    work = WorkLayout(tmp_path)
+    exp = work.experiment("teacher")
+    salt = np.where(np.arange(101 * 101).reshape(101, 101) < 5000, 0.95, 0.05)
+    unsure = np.full((101, 101), 0.7)  # above the threshold, but the head says empty
+    save_probs(exp.test_probs, Probs(np.array(["a", "b"]), to_levels(np.stack([salt, unsure])),
+                                     np.array([0.95, 0.05], np.float32)))
+    exp.tune_json.write_text(json.dumps({"decision": {"threshold": 0.5, "min_area": 10, "empty_cut": 0.3}}))
+    assert pseudo_label(work, "teacher", 0.2, 0.8, 0.9) == {"images": 2, "of": 2, "with_salt": 0.5}
+    with np.load(exp.pseudo_labels) as stored:
+        assert stored["ids"].tolist() == ["a", "b"]
+        assert stored["masks"][0].sum() == 5000 and not stored["masks"][1].any()
 
 
 def test_deep_supervision_ignores_empty_images_in_the_mask_loss():
