@@ -40,6 +40,8 @@ def pseudo_label(work: WorkLayout, name: str, low: float, high: float, share: fl
     keep = confident(probs, low, high, share)
     decision = stored_decision(exp)
     masks = masks_from_probs(probs.subset(probs.ids[keep]), decision)
+    if probs.salt_prob is not None:  # confidently empty by the head: empty, whatever the tuned head cut
+        masks[probs.salt_prob[keep] < low] = False
     with atomic_path(exp.pseudo_labels) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, ids=probs.ids[keep], masks=masks)
     summary = {"images": int(keep.sum()), "of": int(len(keep)),

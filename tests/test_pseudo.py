@@ -49,6 +49,10 @@ def test_pseudo_masks_are_what_the_submission_would_hold(tmp_path):
     with np.load(exp.pseudo_labels) as stored:
         assert stored["ids"].tolist() == ["a", "b"]
         assert stored["masks"][0].sum() == 5000 and not stored["masks"][1].any()
+    exp.tune_json.write_text(json.dumps({"decision": {"threshold": 0.5, "min_area": 0, "empty_cut": None}}))
+    pseudo_label(work, "teacher", 0.2, 0.8, 0.9)  # no head cut tuned: the head's confident empty still rules
+    with np.load(exp.pseudo_labels) as stored:
+        assert not stored["masks"][1].any()
 
 
 def test_deep_supervision_ignores_empty_images_in_the_mask_loss():
