@@ -69,3 +69,9 @@ def test_folds_of_another_count(tmp_path):
     with pytest.raises(PipelineError, match=rf"{work.folds_csv} holds 3 folds, not the 5 asked for \(data.n_folds or "
                                             r"--n-folds\); rewrite it with `python -m pipeline.folds --n-folds 5 --force`"):
         read_folds(work, ["a", "b", "c"])
+
+
+def test_a_missing_split_names_its_file_and_number_of_folds(tmp_path):
+    work = WorkLayout(tmp_path, n_folds=3)
+    with pytest.raises(PipelineError, match=rf"{work.folds_csv} is missing; run `python -m pipeline.folds --n-folds 3`"):
+        read_folds(work, ["a", "b", "c"])

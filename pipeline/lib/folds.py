@@ -43,11 +43,16 @@ def write_folds(work: WorkLayout, frame: pd.DataFrame) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6f")
 
 
+def missing_split(work: WorkLayout) -> PipelineError:
+    return PipelineError(f"{work.folds_csv} is missing; run `python -m pipeline.folds --n-folds {work.n_folds}` "
+                         "first (run.sh does, from the config's data.n_folds)")
+
+
 def read_folds(work: WorkLayout, ids) -> pd.DataFrame:
     """The saved split, checked to be readable and to cover exactly `ids` (the current training set)."""
     path = work.folds_csv
     if not path.exists():
-        raise PipelineError(f"{path} is missing; run `python -m pipeline.folds` first")
+        raise missing_split(work)
     fix = "rewrite it with `python -m pipeline.folds --force`"
     try:
         frame = pd.read_csv(path, dtype={"id": str})
@@ -81,7 +86,7 @@ def fold_list(text: str, work: WorkLayout) -> list[int]:
     """'all', one fold number, or a comma-separated list of them ('0,2')."""
     if text == "all":
         if not work.folds_csv.exists():
-            raise PipelineError(f"{work.folds_csv} is missing; run `python -m pipeline.folds` first")
+            raise missing_split(work)
         return sorted(pd.read_csv(work.folds_csv)["fold"].unique().tolist())
     try:
         return sorted({int(part) for part in text.split(",")})
