@@ -259,7 +259,7 @@ def main(argv=None) -> None:
     if args.trained:
         result = precision_on_trained_folds(args.trained, InputLayout(paths.input_dir(args.input)),
                                             WorkLayout(paths.work_dir(args.workdir)))
-        write_json(Path(args.out or paths.REPO / "bench" / "precision.json"), result)
+        write_json(Path(args.out or paths.home() / "bench" / "precision.json"), result)
         print(json.dumps(result, indent=2))
         return
     device = torch.device(args.device)
@@ -267,7 +267,7 @@ def main(argv=None) -> None:
         raise PipelineError("--device cuda, but torch sees no GPU; use --device cpu")
     steps = args.steps or (30 if device.type == "cuda" else 3)
     result = bench(InputLayout(paths.input_dir(args.input)), device, steps)
-    out = Path(args.out or paths.REPO / "bench" / "bench.json")
+    out = Path(args.out or paths.home() / "bench" / "bench.json")
     write_json(out, result)
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")

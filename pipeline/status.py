@@ -11,24 +11,9 @@ from .lib.config import load_config
 from .lib.data import load_test, load_train
 from .lib.errors import PipelineError, run_stage
 from .lib.folds import read_folds, split_digest
-from .lib.identity import describe
 from .lib.postprocess import stored_decision
-from .lib.records import fold_identity, predict_identity, say, state, submit_identity
+from .lib.records import experiment_states, say
 from .lib.submission import sample_ids
-from .lib.tuning import tune_identity
-
-
-def fold_states(config, exp, folds, identity) -> tuple[str, list[str]]:
-    """One line for all folds: up to date when every fold is; else what is missing or stale."""
-    states = {fold: state(exp.done_marker(fold), identity) for fold in folds}
-    stale = {fold: changed for fold, (word, changed) in states.items() if word == "stale"}
-    missing = [fold for fold, (word, _) in states.items() if word == "missing"]
-    if stale:
-        fold, changed = next(iter(stale.items()))
-        return "stale", [f"fold(s) {', '.join(map(str, stale))} trained with other inputs ({describe(changed)})"]
-    if missing:
-        return "missing", [f"fold(s) {', '.join(map(str, missing))} not trained"]
-    return "up to date", []
 
 
 def report(config, layout, work) -> None:
@@ -40,15 +25,10 @@ def report(config, layout, work) -> None:
         say("folds", ("missing", [str(err)]))
         return
     say("folds", ("up to date", []))
-    split = split_digest(frame)
-    folds = sorted(set(frame["fold"].tolist()))
-    say("train", fold_states(config, exp, folds, fold_identity(config, work, train.digest, split)))
-    say("predict", state(exp.predict_json, predict_identity(config, exp, folds, train.digest, test.digest, split),
-                         exp.prediction_files(folds)))
-    say("tune", state(exp.tune_json, tune_identity(exp, config.tune)))
-    out = work.submission_csv(config.name)
-    submitted = submit_identity(exp, stored_decision(exp), sample_ids(layout))
-    say("submit", state(exp.submit_json, submitted, [out]))
+    states = experiment_states(config, work, train.digest, test.digest, split_digest(frame),
+                               sorted(set(frame["fold"].tolist())), stored_decision(exp), sample_ids(layout))
+    for stage, status in states.items():
+        say(stage, status)
 
 
 def main(argv=None) -> None:

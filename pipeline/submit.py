@@ -2,12 +2,16 @@
 
     python -m pipeline.submit --config pipeline/configs/default.yaml [--threshold T] [--min-area A]
     python -m pipeline.submit --experiments a,b[,...]      # ensemble: average, tune, submit
+    python -m pipeline.submit --config ... --kaggle-message "TEXT"   # and send it to Kaggle (kaggle CLI)
 
 Reads experiments/<name>/test_probs.npz and the tuned decision (experiments/<name>/tune.json, when
 the tune stage has run; 0.5 otherwise); flags override it. Writes submissions/<name>.csv with
 exactly sample_submission.csv's ids, in its order, and test_overlays.png beside the experiment.
 An ensemble averages the experiments' test and out-of-fold probabilities into experiments/a+b/,
-tunes on the averaged out-of-fold set, and writes submissions/a+b.csv.
+tunes on the averaged out-of-fold set, and writes submissions/a+b.csv. With --kaggle-message the CSV is
+submitted through the kaggle CLI (message: the experiment, its CV and decision, then TEXT) and recorded in
+experiments/<name>/kaggle_submissions.json; without the CLI, credentials or network, one line says which,
+before anything is written.
 """
 from __future__ import annotations
 
@@ -16,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .lib import cli, plots
+from .lib import cli, kaggle_api, plots
 from .lib.config import load_config
 from .lib.data import load_test, load_train
 from .lib.errors import PipelineError, run_stage
 from .lib.folds import read_folds
 from .lib.paths import InputLayout, WorkLayout
 from .lib.postprocess import Decision, masks_from_probs, stored_decision
-from .lib.records import record_digest, say, state, submit_identity, write_record
-from .lib.store import Probs, from_levels, load_probs, save_probs, to_levels
+from .lib.records import Stage, ensemble_identity, submit_stage
+from .lib.store import Probs, from_levels, load_probs, read_json, save_probs, to_levels
 from .lib.submission import check_ids, sample_ids, write_submission
 from .lib.tuning import run_tune
 
@@ -33,10 +37,8 @@ def submit(layout: InputLayout, work: WorkLayout, name: str, decision: Decision,
     exp = work.experiment(name)
     ids = sample_ids(layout)
     out = work.submission_csv(name)
-    identity = submit_identity(exp, decision, ids)
-    status = state(exp.submit_json, identity, [out])
-    say("submit", status)
-    if status[0] == "up to date" and not force:
+    stage = submit_stage(exp, decision, ids, out)
+    if not stage.begin(force):
         return out
     probs = check_ids(load_probs(exp.test_probs), ids, exp.test_probs)
     masks = masks_from_probs(probs, decision)
@@ -45,7 +47,7 @@ def submit(layout: InputLayout, work: WorkLayout, name: str, decision: Decision,
     plots.overlays(images[pick], masks[pick], exp.test_overlay_png, f"{name}: test",
                    captions=[str(probs.ids[i]) for i in pick])
     write_submission(out, list(probs.ids), masks)  # after everything that could fail
-    write_record(exp.submit_json, identity)
+    stage.finish()
     print(f"wrote {out}: {len(masks)} images, {(masks.reshape(len(masks), -1).any(1)).mean():.1%} with salt, "
           f"threshold {decision.threshold:.3f}, min area {decision.min_area}")
     return out
@@ -79,7 +81,7 @@ def ensemble(layout: InputLayout, work: WorkLayout, names: list[str]) -> str:
     for fold in sorted(split["fold"].unique()):
         fold_ids = split.loc[split["fold"] == fold, "id"].tolist()
         save_probs(target.oof_probs(fold), average([load_probs(e.oof_probs(fold)) for e in exps], fold_ids))
-    write_record(target.predict_json, {"members": {e.root.name: record_digest(e.predict_json) for e in exps}})
+    Stage("ensemble", target.predict_json, ensemble_identity(exps)).finish()
     run_tune(name, configs[0].tune, layout, work, force=True)
     return name
 
@@ -92,8 +94,11 @@ def main(argv=None) -> None:
     p.add_argument("--threshold", type=float, default=None, help="override the tuned threshold")
     p.add_argument("--min-area", type=int, default=None, help="override the tuned minimum area")
     p.add_argument("--force", action="store_true", help="write the CSV again even when it is up to date")
+    p.add_argument("--kaggle-message", default=None, metavar="TEXT", help="submit to Kaggle with this message")
     p.add_argument("overrides", nargs="*", help="the config overrides the experiment was trained with")
     args = p.parse_args(argv)
+    if args.kaggle_message is not None and (why := kaggle_api.missing_for_submit()):
+        raise PipelineError(f"not submitted to Kaggle: {why}")
     layout, work = cli.layouts(args)
     names = [n for n in (args.experiments or "").split(",") if n]
     if args.config:
@@ -105,7 +110,18 @@ def main(argv=None) -> None:
         decision = Decision(args.threshold if args.threshold is not None else decision.threshold,
                             args.min_area if args.min_area is not None else decision.min_area,
                             decision.empty_cut)
-    submit(layout, work, name, decision, args.force)
+    csv = submit(layout, work, name, decision, args.force)
+    if args.kaggle_message is not None:
+        send(work.experiment(name), csv, decision, args.kaggle_message)
+
+
+def send(exp, csv: Path, decision: Decision, text: str) -> None:
+    """Submit the CSV to the competition and record it beside the experiment."""
+    cv = read_json(exp.tune_json).get("cv_score") if exp.tune_json.is_file() else None
+    message = kaggle_api.message(exp.root.name, cv, decision, text)
+    answer = kaggle_api.submit_csv(csv, message)
+    kaggle_api.record(exp, csv, message, cv, decision, answer)
+    print(f"submitted {csv} to Kaggle: {message} ({answer})")
 
 
 if __name__ == "__main__":

@@ -152,5 +152,7 @@ def test_saved_config_loads_back_identical(tmp_path):
     config = load_config(CONFIG_DIR / "default.yaml", ["train.lr=3e-4"])
     save_config(tmp_path / "default.yaml", config)
     assert "name" not in yaml.safe_load((tmp_path / "default.yaml").read_text())
-    assert load_config(tmp_path / "default.yaml").model_dump(exclude={"name"}) == config.model_dump(exclude={"name"})
-    assert Config.model_validate(config.resolved()) == config
+    internal = {"name", "origin"}  # the name comes from the file; origin is where it was loaded from
+    assert load_config(tmp_path / "default.yaml").model_dump(exclude=internal) == config.model_dump(exclude=internal)
+    assert Config.model_validate(config.resolved()) == config.model_copy(update={"origin": {}})
+    assert config.origin == {"config_file": str(CONFIG_DIR / "default.yaml"), "overrides": ["train.lr=3e-4"]}

@@ -139,7 +139,9 @@ def test_added_or_removed_test_images_redo_predict(copy, capsys):
 def test_a_failed_stage_leaves_no_trusted_artifact(copy, monkeypatch):
     exp = WorkLayout(copy / "work").experiment(name())
     exp.tune_json.unlink()
-    monkeypatch.setattr("pipeline.lib.plots.overlays", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk")))
+    fail = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk"))  # noqa: E731
+    monkeypatch.setattr("pipeline.lib.plots.overlays", fail)
+    monkeypatch.setattr("pipeline.lib.plots.error_overlays", fail)
     with pytest.raises(RuntimeError):
         stages(copy / "input", copy / "work", only=("tune",))
     assert not exp.tune_json.exists()

@@ -70,7 +70,7 @@ def test_a_model_is_rebuilt_from_its_checkpoint_alone_without_start_weights(tmp_
     gone = config.model_copy(update={"model": config.model.model_copy(update={"encoder_weights": "/gone/w.pth"})})
     save_checkpoint(tmp_path / "best.pt", model=trained.state_dict(), config=gone.resolved(), epoch=0)
     rebuilt, stored = model_from_checkpoint(tmp_path / "best.pt")
-    assert stored == gone
+    assert stored == gone.model_copy(update={"origin": {}})  # where a config was loaded from is not kept
     for (name, a), b in zip(trained.state_dict().items(), rebuilt.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -112,3 +112,26 @@ def test_saver_writes_each_kind_and_clears_killed_saves(tmp_path):
     assert load_checkpoint(exp.best_checkpoint(0))["score"] == 0.5
     assert load_checkpoint(exp.snapshot(0, 1))["step"] == 30 and exp.snapshots(0) == [exp.snapshot(0, 1)]
     assert saver.load_last("cpu")["config"] == config.resolved()
+
+
+def test_the_cpu_recipe_builds_on_smps_current_encoder_names_without_a_warning(recwarn):
+    config = load_config(CONFIG_DIR / "cpu.yaml", ["model.encoder_weights=none", "data.channels=[gray,depth]"])
+    assert config.model.encoder.startswith("tu-")
+    model = build_model(config.model, config.in_channels).eval()
+    with torch.no_grad():
+        masks, head = model(torch.zeros(2, config.in_channels, 128, 128))
+    assert masks.shape == (2, 1, 128, 128) and head.shape == (2, 1)
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
+def test_a_deprecated_encoder_name_is_one_note_naming_the_replacement(capsys, recwarn):
+    config = load_config(CONFIG_DIR / "demo.yaml", SMALL + ["model.encoder=timm-tf_efficientnet_lite0"])
+    build_model(config.model, 1)
+    assert "smp deprecates encoder timm-tf_efficientnet_lite0 and will remove it; new experiments should use " \
+           "tu-tf_efficientnet_lite0" in capsys.readouterr().out
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
+def test_a_timm_universal_name_is_checked_against_timm():
+    with pytest.raises(PipelineError, match="model.encoder = 'tu-no_such_net': not a registered name; valid: .*tu-<a timm model>"):
+        load_config(CONFIG_DIR / "demo.yaml", ["model.encoder=tu-no_such_net"])

@@ -1,6 +1,7 @@
 """End to end: `bash run.sh` on generated data in a temporary folder, then every artifact."""
 import json
 import subprocess
+import sys
 
 import pandas as pd
 
@@ -30,8 +31,8 @@ def test_run_sh_end_to_end(tmp_path):
     for fold in range(n_folds):
         for name in ["best.pt", "last.pt", "log.csv", "curves.png", "oof_probs.npz"]:
             assert (exp / f"fold_{fold}" / name).exists(), (fold, name)
-    for name in ["config.yaml", "test_probs.npz", "tune.json", "threshold_curve.png", "val_overlays.png",
-                 "test_overlays.png"]:
+    for name in ["config.yaml", "made_from.json", "test_probs.npz", "tune.json", "oof_scores.csv",
+                 "threshold_curve.png", "val_overlays.png", "coverage_scores.png", "test_overlays.png"]:
         assert (exp / name).exists(), name
     tuned = json.loads((exp / "tune.json").read_text())
     assert 0 <= tuned["cv_score"] <= 1 and len(tuned["fold_scores"]) == n_folds
@@ -47,6 +48,13 @@ def test_run_sh_end_to_end(tmp_path):
     for stage in ("train", "predict", "tune", "submit"):
         assert f"{stage}: up to date" in again.stdout, stage
     assert again.stdout.count("fold 0: up to date") == 1 and "CV mAP" in again.stdout
+
+    board = subprocess.run([sys.executable, "-m", "pipeline.leaderboard", "--input", str(tmp_path / "input"),
+                            "--workdir", str(work)], capture_output=True, text=True, cwd=REPO)
+    assert board.returncode == 0, board.stderr[-2000:]
+    row = pd.read_csv(work / "experiments" / "leaderboard.csv").iloc[0]
+    assert row["experiment"] == experiment and row["state"] == "up to date" and row["cv"] == tuned["cv_score"]
+    assert row["changed"].startswith("model.decoder_channels") and row["epochs"] == 1
 
 
 def test_run_sh_rejects_unknown_stage(tmp_path):

@@ -3,6 +3,8 @@ it says what to attach when nothing local holds them."""
 import importlib.util
 import time
 
+import warnings
+
 import pytest
 import segmentation_models_pytorch as smp
 import torch
@@ -77,11 +79,14 @@ def test_the_hugging_face_cache_comes_first(nothing_local, monkeypatch):
 def test_a_weights_package_maps_onto_every_encoder_tensor(nothing_local, encoder):
     if importlib.util.find_spec(WEIGHT_PACKAGES[encoder]) is None:
         pytest.skip(f"pip package {WEIGHT_PACKAGES[encoder]} is not installed")
-    own = smp.Unet(encoder, encoder_weights=None, classes=1).encoder.state_dict()
+    with warnings.catch_warnings():  # smp 0.6 deprecates the timm- ports (folds trained on them still load)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        own = smp.Unet(encoder, encoder_weights=None, classes=1).encoder.state_dict()
     found = resolve(encoder, "imagenet", own)
     assert "pip package" in found.source and list(found.state) == list(own)
     assert all(found.state[k].shape == own[k].shape for k in own)
-    assert not torch.equal(found.state["conv_stem.weight"], own["conv_stem.weight"])  # not the random start
+    stem = next(key for key in own if key.endswith("conv_stem.weight"))
+    assert not torch.equal(found.state[stem], own[stem])  # not the random start
 
 
 def test_a_package_of_other_shapes_is_refused_whole():

@@ -377,3 +377,72 @@ def test_resume_restores_the_moving_average(demo_input, work, monkeypatch):
     monkeypatch.setattr(training.Trainer, "resume", resume)
     run(demo_input, work, extra, resume=True)
     assert restored and all(torch.equal(restored[0][k], v) for k, v in saved.items())
+
+
+def test_deterministic_runs_write_identical_logs_and_weights(demo_input, work, tmp_path):
+    extra = ["train.epochs=2", "train.deterministic=true"]
+    try:
+        run(demo_input, work, extra)
+        first = experiment(work, extra)
+        log = first.log_csv(0).read_text()
+        weights = load_checkpoint(first.best_checkpoint(0))["model"]
+        again = WorkLayout(tmp_path / "again", n_folds=3)
+        folds.main(["--input", str(demo_input), "--workdir", str(again.root), "--n-folds", "3"])
+        run(demo_input, again, extra)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    second = experiment(again, extra)
+    drop_seconds = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731
+    assert drop_seconds(second.log_csv(0).read_text()) == drop_seconds(log)
+    other = load_checkpoint(second.best_checkpoint(0))["model"]
+    assert all(torch.equal(weights[key], other[key]) for key in weights)
+    assert experiment(work, extra).root == experiment(work, ["train.epochs=2"]).root  # runtime-only: same experiment
+
+
+def test_deterministic_switches_the_gpu_settings(monkeypatch):
+    from pipeline.lib.runtime import CUBLAS_WORKSPACE, set_deterministic
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    calls = []
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda on: calls.append(on))
+    set_deterministic(False)
+    assert torch.backends.cudnn.benchmark is True and not calls
+    set_deterministic(True)
+    assert calls == [True] and torch.backends.cudnn.benchmark is False and torch.backends.cudnn.deterministic is True
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE
+
+
+def test_tensorboard_event_files_hold_the_log_and_the_learning_rate(demo_input, work):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    extra = ["train.epochs=2", "train.tensorboard=true"]
+    run(demo_input, work, extra)
+    exp = experiment(work, extra)
+    assert exp.root == experiment(work, ["train.epochs=2"]).root  # runtime-only: not part of the fold's identity
+    events = EventAccumulator(str(exp.fold_dir(0)), size_guidance={"scalars": 0, "images": 0}).Reload()
+    tags = events.Tags()
+    log = pd.read_csv(exp.log_csv(0))
+    for column in ("train_loss", "val_bce", "score_05", "score_best", "lr", "seconds"):
+        values = [event.value for event in events.Scalars(f"epoch/{column}")]
+        assert np.allclose(values, log[column], rtol=1e-4), column
+    train_set = load_train(InputLayout(demo_input))
+    steps = len(fold_data(train_set, read_folds(work, train_set.ids)["fold"].to_numpy(), 0, False).fit.images) // 8
+    assert len(events.Scalars("step/lr")) == 2 * steps
+    assert {"curves", "validation overlays (threshold 0.5)"} <= set(tags["images"])
+
+
+def test_tensorboard_missing_is_one_note(demo_input, work, monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("TensorBoard logging requires TensorBoard version 1.15 or above")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    run(demo_input, work, ["train.epochs=1", "train.tensorboard=true"])
+    out = capsys.readouterr().out
+    assert out.count("note: train.tensorboard needs the tensorboard package") == 1
+    assert not list(experiment(work, ["train.epochs=1"]).fold_dir(0).glob("events.out.tfevents*"))

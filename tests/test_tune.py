@@ -1,8 +1,11 @@
 import numpy as np
+import pandas as pd
 
-from pipeline.lib.store import Probs, to_levels
+from pipeline.lib import analysis
 from pipeline.lib.config import TuneConfig
-from pipeline.lib.tuning import search
+from pipeline.lib.paths import WorkLayout
+from pipeline.lib.store import Probs, to_levels
+from pipeline.lib.tuning import search, tune
 
 SECTION = TuneConfig(thresholds={"start": 0.2, "stop": 0.8, "num": 61}, min_areas=[0, 30], empty_cuts=[None, 0.5])
 
@@ -54,3 +57,37 @@ def test_empty_head_cut_is_tuned_when_the_head_exists():
     head = truth.reshape(len(truth), -1).any(1).astype(np.float32) * 0.8 + 0.1
     decision, score, _ = search(Probs(np.arange(len(truth)).astype(str), to_levels(probs), head), truth, SECTION)
     assert decision.empty_cut == 0.5 and score == 1.0
+
+
+def test_per_image_scores_name_each_error_kind_and_add_up_to_the_cv():
+    truth = np.zeros((5, 101, 101), bool)
+    truth[1:4, 20:60, 20:60] = True
+    pred = truth.copy()
+    pred[0, :5, :5] = True  # salt on an empty image
+    pred[2] = False  # salt missed
+    pred[3, 20:40] = False  # half the body: partial
+    frame = analysis.per_image(list("abcde"), [0, 0, 1, 1, 1], truth, pred, None)
+    assert frame["error"].tolist() == ["false_salt", "exact", "missed_salt", "partial", "empty"]
+    assert frame["true_area"].tolist()[:2] == [0, 1600] and frame["coverage_class"].tolist()[:2] == [0, 2]
+    summary = analysis.summary(frame)
+    lost = {kind: e["points"] for kind, e in summary["errors"].items()}
+    assert lost["false_salt"] == lost["missed_salt"] == 0.2 and lost["empty"] == lost["exact"] == 0.0
+    assert abs(sum(lost.values()) - (1 - frame["score"].mean())) < 1e-6
+    assert abs(sum(c["points"] for c in summary["by_coverage_class"].values()) - (1 - frame["score"].mean())) < 1e-6
+    assert set(summary["by_coverage_class"]) == {"empty", "10-20%"} and set(summary["by_fold"]) == {"0", "1"}
+    assert [kind for kind, _ in analysis.worst(frame)] == ["false_salt", "missed_salt", "partial"]
+
+
+def test_tune_writes_the_per_image_table_and_its_pictures(tmp_path):
+    truth, probs = synthetic(n=30)
+    probs[0, 40:60, 40:60] = 0.9  # one false positive
+    stored = Probs(np.arange(len(truth)).astype(str), to_levels(probs))
+    exp = WorkLayout(tmp_path).experiment("x")
+    split = np.arange(len(truth)) % 3
+    result = tune(stored, truth, (probs * 255).astype(np.uint8), split, SECTION, exp)
+    frame = pd.read_csv(exp.oof_scores_csv, dtype={"id": str})
+    assert list(frame.columns) == analysis.COLUMNS and len(frame) == 30
+    assert abs(frame["score"].mean() - result["cv_score"]) < 1e-5
+    assert result["analysis"]["errors"]["false_salt"]["images"] == (frame["error"] == "false_salt").sum()
+    for png in (exp.val_overlay_png, exp.coverage_png, exp.threshold_png):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from . import paths
+from .archives import unpacked
 from .lock import lock_workdir
 
 
@@ -19,8 +20,9 @@ def parser(description: str) -> argparse.ArgumentParser:
 def layouts(args: argparse.Namespace, lock: bool = True,
             n_folds: int = paths.N_FOLDS) -> tuple[paths.InputLayout, paths.WorkLayout]:
     """The input and work folders (whose split has `n_folds` folds: the config's data.n_folds); unless `lock`
-    is off (read-only stages), the work folder is locked for this run: one run at a time."""
+    is off (read-only stages), the work folder is locked for this run: one run at a time. Data that came as
+    train.zip / test.zip is read from its extraction in the work folder's cache."""
     work = paths.WorkLayout(paths.work_dir(args.workdir), n_folds)
     if lock:
         lock_workdir(work.root)
-    return paths.InputLayout(paths.input_dir(args.input)), work
+    return unpacked(paths.InputLayout(paths.input_dir(args.input)), work.unpacked_dir), work

@@ -7,6 +7,7 @@ together. Every error is one line naming the file, the key, the bad value and wh
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional, get_args
 
@@ -22,10 +23,13 @@ from .identity import digest, training_sections
 from .losses import LOSSES
 from .models import (ARCHS, ATTENTION, ENCODERS, MIN_SCSE_CHANNELS, TAKES_ATTENTION, TAKES_DECODER_CHANNELS,
                      TAKES_HYPERCOLUMN)
-from .paths import N_FOLDS
+from .paths import N_FOLDS, config_file
 from .runtime import AMP, CPU_PRECISIONS, OPTIMIZERS
 from .schema import Name, Section
 from .store import write_text
+
+INTERNAL = ("name", "origin")  # Config fields the pipeline sets, never a config file
+
 
 class DataConfig(Section):
     input_mode: Name(MODES) = "pad128"  # pad128: reflect-pad 101->128; resize256: resize to 202, pad to 256
@@ -104,6 +108,8 @@ class TrainConfig(Section):
     val_every: int = Field(1, ge=1)
     resume_every: int = Field(1, ge=1)  # epochs between resume checkpoints (last.pt, with optimizer state)
     channels_last: bool = True
+    tensorboard: bool = False  # event files per fold (TensorBoard installed: the tensorboard extra)
+    deterministic: bool = False  # deterministic kernels only, no cuDNN autotuning: reruns write identical logs
 
     @field_validator("loss", "loss_after")
     @classmethod
@@ -170,6 +176,7 @@ class TuneConfig(Section):
 
 class Config(Section):
     name: str = ""  # the experiment's name: its file's stem (never written in the file)
+    origin: dict = {}  # the file and overrides it was made from (set by load_config; saved as made_from.json)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
@@ -194,7 +201,7 @@ class Config(Section):
 
     def resolved(self) -> dict:
         """Plain data (what config.yaml and checkpoints hold); Config.model_validate reads it back."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude={"origin"})
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -225,6 +232,8 @@ def read_yaml(path: Path) -> dict:
                             f"not a {type(raw).__name__}")
     if "name" in raw:
         raise PipelineError(f"config {path}: remove the key 'name'; an experiment is named by its file's stem")
+    if "origin" in raw:
+        raise PipelineError(f"config {path}: remove the key 'origin'; it is written by the pipeline, not in a config")
     return raw
 
 
@@ -289,7 +298,7 @@ def describe_error(err: ValidationError, source: str) -> str:
             parent = section_type(parent, str(part)) or parent
         where = ".".join(str(p) for p in first["loc"][:-1]) or "top level"
         return (f"config {source}: unknown config key '{key}'; valid keys in {where}: "
-                f"{', '.join(k for k in parent.model_fields if k != 'name')}{extra}")
+                f"{', '.join(k for k in parent.model_fields if k not in INTERNAL)}{extra}")
     value = first.get("input")
     shown = "" if isinstance(value, dict) and first["type"] != "model_type" else f" = {value!r}"
     if first["loc"]:
@@ -308,7 +317,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """The resolved, checked config of an experiment. Its name is the file's stem; when overrides change
     what training depends on (data, model, augment, train), it is a different experiment, named
     `<stem>-<digest of those sections>`, so that its folds never mix with the file's own."""
-    path = Path(path)
+    path = config_file(path)
     file_raw = layered(path)
     raw = file_raw
     for text in overrides:
@@ -319,10 +328,13 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         plain = validate({**file_raw, "name": path.stem}, str(path))
         if training_sections(plain) != training_sections(config):
             config = config.model_copy(update={"name": f"{path.stem}-{digest(training_sections(config))[:6]}"})
-    return config
+    return config.model_copy(update={"origin": {"config_file": str(path), "overrides": list(overrides)}})
 
 
-def save_config(path: Path, config: Config) -> None:
-    """The resolved config, loadable again with load_config (the name comes from the file's stem)."""
+def save_config(path: Path, config: Config, made_from: Path | None = None) -> None:
+    """The resolved config, loadable again with load_config (the name comes from the file's stem), and in
+    `made_from` (an experiment's made_from.json) the config file and overrides it was made from."""
     resolved = {key: value for key, value in config.resolved().items() if key != "name"}
     write_text(path, yaml.safe_dump(resolved, sort_keys=False))
+    if made_from is not None and config.origin:
+        write_text(made_from, json.dumps(config.origin, indent=2) + "\n")

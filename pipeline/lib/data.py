@@ -99,7 +99,7 @@ def _check_size(path: Path, array: np.ndarray) -> None:
 def _folder_ids(folder: Path) -> set[str]:
     if not folder.is_dir():
         raise PipelineError(f"folder {folder} is missing; the input folder must hold Kaggle's layout "
-                            "(train/images, train/masks, test/images)")
+                            "(train/images, train/masks, test/images, or train.zip and test.zip)")
     return {name[:-4] for name in os.listdir(folder) if name.endswith(".png")}
 
 

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-TOLERANCE = 1e-3  # on logits; float rounding of the folded weights stays orders of magnitude below
+TOLERANCE = 1e-3  # of the output's scale: float32 rounding of folded weights grows with the logits (MAnet,
+# seeded: 2.7e-3 where the largest logit is 16.8), so the check scales with the output
 
 
 def after_fold(bn: nn.BatchNorm2d) -> nn.Module:
@@ -50,6 +51,11 @@ def set_child(modules: dict, qualified: str, new: nn.Module) -> None:
 
 
 @torch.no_grad()
+def close(want: torch.Tensor, got: torch.Tensor) -> bool:
+    """Equal up to float rounding: the largest difference within TOLERANCE of the output's scale."""
+    return float((want - got).abs().max()) <= TOLERANCE * max(1.0, float(want.abs().max()))
+
+
 def folded(model: nn.Module, probe: torch.Tensor) -> nn.Module:
     """An eval-mode copy of `model` with its BatchNorms folded, or `model` itself when folding would
     change its output on `probe`."""
@@ -58,5 +64,5 @@ def folded(model: nn.Module, probe: torch.Tensor) -> nn.Module:
     if fold_in_place(copied) == 0:
         return model
     want, got = model(probe), copied(probe)
-    same = all(a is None and b is None or torch.allclose(a, b, atol=TOLERANCE, rtol=0) for a, b in zip(want, got))
+    same = all(a is None and b is None or close(a, b) for a, b in zip(want, got))
     return copied if same else model

@@ -1,6 +1,8 @@
 """Models by name: any smp architecture and encoder, wrapped to return (mask logits, head logit)."""
 from __future__ import annotations
 
+import warnings
+
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
@@ -11,7 +13,25 @@ from .start_weights import StartWeights, resolve
 
 ARCHS = {"Unet": smp.Unet, "UnetPlusPlus": smp.UnetPlusPlus, "FPN": smp.FPN, "Linknet": smp.Linknet,
          "MAnet": smp.MAnet, "PAN": smp.PAN, "DeepLabV3Plus": smp.DeepLabV3Plus}
-ENCODERS = smp.encoders.get_encoder_names()
+
+
+class EncoderNames:
+    """smp's own encoders, and `tu-<model>` for any timm model (smp's timm-universal encoder)."""
+
+    def __init__(self):
+        self.own = smp.encoders.get_encoder_names()
+
+    def __contains__(self, name) -> bool:
+        if name in self.own:
+            return True
+        import timm
+        return isinstance(name, str) and name.startswith("tu-") and name[3:] in timm.list_models()
+
+    def __iter__(self):
+        return iter([*self.own, "tu-<a timm model> (e.g. tu-tf_efficientnet_lite0)"])
+
+
+ENCODERS = EncoderNames()
 ATTENTION = {"none": None, "scse": "scse"}  # decoder attention
 # which architectures take which options (checked by the config before anything is built)
 TAKES_DECODER_CHANNELS = ("Unet", "UnetPlusPlus", "MAnet")
@@ -63,14 +83,41 @@ def build_model(model, in_channels: int, pretrained: bool = True) -> SaltNet:
         kwargs["decoder_attention_type"] = ATTENTION[model.attention]
     if model.empty_head:
         kwargs["aux_params"] = {"classes": 1, "dropout": 0.2}
-    net = ARCHS[model.arch](**kwargs)
+    net = smp_net(model.arch, kwargs)
     weights = model.encoder_weights if pretrained else "none"
     start = resolve(model.encoder, weights, net.encoder.state_dict())
     if start:
         load_encoder_weights(net, model.encoder, start)
         print(f"start weights: {start.source}", flush=True)
-    net.encoder.set_in_channels(in_channels, pretrained=start is not None)
+    set_in_channels(net.encoder, in_channels, pretrained=start is not None)
     return SaltNet(net, model.hypercolumn, start.source if start else RANDOM_START)
+
+
+def smp_net(arch: str, kwargs: dict) -> nn.Module:
+    """smp's network; its deprecation of an encoder name (smp 0.6: the `timm-` ports) becomes one note naming
+    the replacement, printed where a model is built (folds trained on the old name still load)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        net = ARCHS[arch](**kwargs)
+    for warning in caught:
+        if issubclass(warning.category, DeprecationWarning) and kwargs["encoder_name"].startswith("timm-"):
+            print(f"note: smp deprecates encoder {kwargs['encoder_name']} and will remove it; new experiments should use "
+                  f"{kwargs['encoder_name'].replace('timm-', 'tu-', 1)} (cpu.yaml does)", flush=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return net
+
+
+def set_in_channels(encoder: nn.Module, in_channels: int, pretrained: bool) -> None:
+    """The encoder's first convolution fitted to `in_channels` (pretrained: its RGB filters folded together).
+    smp's timm-universal encoder has no set_in_channels of its own; smp's helper patches it the same way."""
+    if hasattr(encoder, "set_in_channels"):
+        encoder.set_in_channels(in_channels, pretrained=pretrained)
+    elif in_channels != 3:
+        from segmentation_models_pytorch.encoders._utils import patch_first_conv
+        patch_first_conv(encoder, in_channels, pretrained=pretrained)
+        if list(encoder.out_channels)[0] == 3:  # the identity level smp's decoders read is the input itself
+            encoder._out_channels = [in_channels, *list(encoder.out_channels)[1:]]
 
 
 def load_encoder_weights(net: nn.Module, encoder: str, start: StartWeights) -> None:

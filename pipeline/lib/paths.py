@@ -10,28 +10,65 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "pipeline" / "configs"
+PACKAGE = Path(__file__).resolve().parents[1]  # pipeline/, in a checkout or an installed copy
+REPO = PACKAGE.parent  # the checkout (for an installed copy: its site-packages, never written to)
+CONFIG_DIR = PACKAGE / "configs"  # the shipped experiments (package data)
 INPUT_ENV = "TGS_INPUT"
 WORKDIR_ENV = "TGS_WORKDIR"
+KAGGLE_INPUT = Path("/kaggle/input")  # a kernel's attached datasets and competition data (read-only)
+KAGGLE_WORKING = Path("/kaggle/working")  # a kernel's output folder; its submission.csv is what "Submit" takes
 N_FOLDS = 5  # the split every config uses unless its data.n_folds says otherwise
 
 
+def home() -> Path:
+    """The default root of input/ and the outputs: the checkout when the code runs from one, else (an
+    installed package) the current folder."""
+    return REPO if (REPO / "run.sh").is_file() and (REPO / "pyproject.toml").is_file() else Path.cwd()
+
+
 def input_dir(arg: str | os.PathLike | None = None) -> Path:
-    """The Kaggle data folder: `--input`, else $TGS_INPUT, else `input/` in the repo."""
-    return Path(arg or os.environ.get(INPUT_ENV) or REPO / "input")
+    """The Kaggle data folder: `--input`, else $TGS_INPUT, else `input/` in the checkout (or current folder)."""
+    return Path(arg or os.environ.get(INPUT_ENV) or home() / "input")
 
 
 def work_dir(arg: str | os.PathLike | None = None) -> Path:
-    """Where outputs go: `--workdir`, else $TGS_WORKDIR, else the repo itself."""
-    return Path(arg or os.environ.get(WORKDIR_ENV) or REPO)
+    """Where outputs go: `--workdir`, else $TGS_WORKDIR, else the checkout (or the current folder)."""
+    return Path(arg or os.environ.get(WORKDIR_ENV) or home())
+
+
+def config_file(name: str | os.PathLike) -> Path:
+    """A config by path, or a shipped one by name from any folder: `cpu`, `cpu.yaml`, `ablations/scse.yaml`
+    or `pipeline/configs/cpu.yaml` (as the README writes it) all find the package's copy."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / path, CONFIG_DIR / f"{path}.yaml", REPO / path):
+        if candidate.is_file():
+            return candidate
+    return path
 
 
 @dataclass(frozen=True)
 class InputLayout:
-    """The competition data exactly as Kaggle ships it."""
+    """The competition data as Kaggle ships it: the CSVs in `root`, the image folders in root/train and
+    root/test, or, for data that came as train.zip / test.zip, where those were extracted (lib/archives.py)."""
 
     root: Path
+    train_root: Path | None = None  # holds images/ and masks/; default root/train
+    test_root: Path | None = None  # holds images/; default root/test
+
+    @property
+    def train_dir(self) -> Path:
+        return self.train_root or self.root / "train"
+
+    @property
+    def test_dir(self) -> Path:
+        return self.test_root or self.root / "test"
+
+    @property
+    def zips(self) -> dict[str, Path]:
+        """The archives the image folders may come in: {"train": root/train.zip, "test": root/test.zip}."""
+        return {part: self.root / f"{part}.zip" for part in ("train", "test")}
 
     @property
     def train_csv(self) -> Path:
@@ -47,15 +84,15 @@ class InputLayout:
 
     @property
     def train_images(self) -> Path:
-        return self.root / "train" / "images"
+        return self.train_dir / "images"
 
     @property
     def train_masks(self) -> Path:
-        return self.root / "train" / "masks"
+        return self.train_dir / "masks"
 
     @property
     def test_images(self) -> Path:
-        return self.root / "test" / "images"
+        return self.test_dir / "images"
 
 
 @dataclass(frozen=True)
@@ -75,6 +112,24 @@ class WorkLayout:
     def cache_dir(self) -> Path:
         return self.root / "cache"
 
+    @property
+    def unpacked_dir(self) -> Path:
+        """Where train.zip / test.zip are extracted, one folder per archive content."""
+        return self.cache_dir / "input"
+
+    @property
+    def leaderboard_csv(self) -> Path:
+        return self.root / "experiments" / "leaderboard.csv"
+
+    @property
+    def leaderboard_md(self) -> Path:
+        return self.root / "experiments" / "leaderboard.md"
+
+    @property
+    def report_html(self) -> Path:
+        """Every experiment on one self-contained page (pictures embedded)."""
+        return self.root / "experiments" / "report.html"
+
     def experiment(self, name: str) -> "ExperimentLayout":
         return ExperimentLayout(self.root / "experiments" / name)
 
@@ -91,6 +146,11 @@ class ExperimentLayout:
     @property
     def config_yaml(self) -> Path:
         return self.root / "config.yaml"
+
+    @property
+    def made_from_json(self) -> Path:
+        """The config file and the overrides the experiment was made from."""
+        return self.root / "made_from.json"
 
     def fold_dir(self, fold: int) -> Path:
         return self.root / f"fold_{fold}"
@@ -142,12 +202,26 @@ class ExperimentLayout:
         return self.root / "pseudo_labels.npz"
 
     @property
+    def kaggle_submissions_json(self) -> Path:
+        """Every submission of this experiment to Kaggle (submit --kaggle-message)."""
+        return self.root / "kaggle_submissions.json"
+
+    @property
     def tune_json(self) -> Path:
         return self.root / "tune.json"
 
     @property
     def threshold_png(self) -> Path:
         return self.root / "threshold_curve.png"
+
+    @property
+    def oof_scores_csv(self) -> Path:
+        """One row per out-of-fold image: its score under the tuned decision and its error kind."""
+        return self.root / "oof_scores.csv"
+
+    @property
+    def coverage_png(self) -> Path:
+        return self.root / "coverage_scores.png"
 
     @property
     def val_overlay_png(self) -> Path:

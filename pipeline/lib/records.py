@@ -6,6 +6,10 @@
                                    with the precision `cpu_precision: auto` resolves to on this machine
   tune          tune.json          predict.json, config tune
   submit        submit.json        predict.json, tune.json (or the flags' decision), sample_submission ids
+  ensemble      predict.json       each member's predict.json
+
+Every cheap stage goes through one `Stage` (its record, identity and outputs): begin (say the state, skip
+or work), write the outputs, finish (the record, last). `status` and the leaderboard build the same Stages.
 
 Cheap stages redo their work when the record differs from now; a trained fold that differs is never
 reused (see `check_fold`).
@@ -13,6 +17,7 @@ reused (see `check_fold`).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .distributed import local_devices
@@ -50,6 +55,54 @@ def submit_identity(exp: ExperimentLayout, decision, sample_ids: list[str]) -> d
     """(Paths are no part of an identity: a work folder copied elsewhere stays up to date.)"""
     return {"predictions": record_digest(exp.predict_json), "decision": decision.to_dict(),
             "sample_ids": digest(sample_ids)}
+
+
+def tune_identity(exp: ExperimentLayout, section) -> dict:
+    return {"predictions": record_digest(exp.predict_json), "config": {"tune": section.model_dump(mode="json")}}
+
+
+def ensemble_identity(members: list[ExperimentLayout]) -> dict:
+    """An ensemble's predictions are made from its members' (their predict.json records)."""
+    return {"members": {exp.root.name: record_digest(exp.predict_json) for exp in members}}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage's record protocol: the record it writes last, the identity of what it would be made from
+    now, and the outputs the record stands for. `begin` says the state and whether to work; `finish` writes
+    the record after every output. `status` and the leaderboard read the same objects."""
+
+    name: str
+    record: Path
+    identity: dict
+    outputs: tuple[Path, ...] = ()
+
+    def state(self) -> tuple[str, list[str]]:
+        return state(self.record, self.identity, list(self.outputs))
+
+    def begin(self, force: bool = False) -> bool:
+        """Print the state; True when the work must be done (not up to date, or forced)."""
+        status = self.state()
+        say(self.name, status)
+        return force or status[0] != "up to date"
+
+    def finish(self, **facts) -> None:
+        write_record(self.record, self.identity, **facts)
+
+
+def predict_stage(config, exp: ExperimentLayout, folds: list[int], train_digest: str, test_digest: str,
+                  split: str) -> Stage:
+    identity = predict_identity(config, exp, folds, train_digest, test_digest, split)
+    return Stage("predict", exp.predict_json, identity, tuple(exp.prediction_files(folds)))
+
+
+def tune_stage(exp: ExperimentLayout, section) -> Stage:
+    return Stage("tune", exp.tune_json, tune_identity(exp, section),
+                 (exp.oof_scores_csv, exp.threshold_png, exp.val_overlay_png, exp.coverage_png))
+
+
+def submit_stage(exp: ExperimentLayout, decision, sample_ids: list[str], csv: Path) -> Stage:
+    return Stage("submit", exp.submit_json, submit_identity(exp, decision, sample_ids), (csv,))
 
 
 def recorded_identity(path: Path) -> dict | None:
@@ -94,3 +147,35 @@ def write_record(path: Path, identity: dict, **facts) -> None:
 def record_digest(path: Path) -> str:
     """Another record as one part of an identity: any rewrite of it (a retrained fold) makes a change."""
     return digest(path.read_bytes()) if path.exists() else "missing"
+
+
+def fold_states(exp: ExperimentLayout, folds: list[int], identity: dict) -> tuple[str, list[str]]:
+    """One answer for all folds: up to date when every fold is; else what is missing or stale."""
+    states = {fold: state(exp.done_marker(fold), identity) for fold in folds}
+    stale = {fold: changed for fold, (word, changed) in states.items() if word == "stale"}
+    missing = [fold for fold, (word, _) in states.items() if word == "missing"]
+    if stale:
+        fold, changed = next(iter(stale.items()))
+        return "stale", [f"fold(s) {', '.join(map(str, stale))} trained with other inputs ({describe(changed)})"]
+    if missing:
+        return "missing", [f"fold(s) {', '.join(map(str, missing))} not trained"]
+    return "up to date", []
+
+
+def experiment_states(config, work: WorkLayout, train_digest: str, test_digest: str, split: str, folds: list[int],
+                      decision, sample_ids: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """Each stage's state for an experiment: what `status` prints and the leaderboard tabulates."""
+    exp = work.experiment(config.name)
+    states = {"train": fold_states(exp, folds, fold_identity(config, work, train_digest, split))}
+    for stage in (predict_stage(config, exp, folds, train_digest, test_digest, split), tune_stage(exp, config.tune),
+                  submit_stage(exp, decision, sample_ids, work.submission_csv(config.name))):
+        states[stage.name] = stage.state()
+    return states
+
+
+def ensemble_states(exp: ExperimentLayout, members: list[ExperimentLayout], tune_section, decision,
+                    sample_ids: list[str], csv: Path) -> dict[str, tuple[str, list[str]]]:
+    """An ensemble's (submit --experiments a,b): its averaged predictions, their tuning, its submission."""
+    return {"predict": Stage("ensemble", exp.predict_json, ensemble_identity(members)).state(),
+            "tune": tune_stage(exp, tune_section).state(),
+            "submit": submit_stage(exp, decision, sample_ids, csv).state()}

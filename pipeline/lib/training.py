@@ -8,7 +8,9 @@ The best checkpoint is the one with the best such score.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,7 @@ from tqdm.auto import tqdm
 
 from . import plots
 from .augment import build_augment
+from .board import Board
 from .checkpoints import CheckpointSaver
 from .config import Config, save_config
 from .data import load_test, load_train
@@ -38,7 +41,7 @@ from .models import build_model
 from .paths import InputLayout, WorkLayout
 from .postprocess import masks_from_probs
 from .runtime import (autocast, inference_precision, make_optimizer, memory_format, pick_device, resolve_amp,
-                      rng_state, seed_everything, set_rng_state)
+                      rng_state, seed_everything, set_deterministic, set_rng_state)
 from .schedule import Schedule
 from .records import check_fold, fold_identity, write_record
 from .store import Probs, atomic_path, to_levels
@@ -75,10 +78,11 @@ def validation_scores(prediction: Prediction, ids: np.ndarray, masks: np.ndarray
 
 class EpochLog:
     """One row per epoch in log.csv (rewritten whole each epoch, so it is never half-written), and
-    curves.png at the end."""
+    curves.png at the end; with a `board`, the same in TensorBoard, the learning rate per step too."""
 
-    def __init__(self, path, curves_path, title: str):
+    def __init__(self, path, curves_path, title: str, board: Board | None = None):
         self.path, self.curves_path, self.title, self.rows = path, curves_path, title, []
+        self.board = board or Board(path.parent, False)
 
     def resume(self, epochs_done: int) -> None:
         if self.path.exists():
@@ -89,12 +93,26 @@ class EpochLog:
         self.rows.append(row)
         with atomic_path(self.path) as tmp:
             self.frame().to_csv(tmp, index=False, float_format="%.6g")
+        self.board.epoch(row)
+
+    def step(self, step: int, lr: float) -> None:
+        self.board.step(step, lr)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=LOG_COLUMNS)
 
-    def plot(self) -> None:
+    def plot(self, val=None, prediction: Prediction | None = None) -> None:
+        """curves.png; with a board, it and the last validation's overlays (16 images) go there too."""
         plots.training_curves(self.frame(), self.curves_path, self.title)
+        self.board.picture("curves", self.curves_path)
+        if self.board.writer is not None and prediction is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                png = Path(tmp) / "overlays.png"
+                pick = slice(0, 16)
+                plots.overlays(val.images[pick], prediction.probs[pick] > 0.5, png, f"{self.title}: last validation",
+                               truths=val.masks[pick], captions=[str(i) for i in val.ids[pick]])
+                self.board.picture("validation overlays (threshold 0.5)", png)
+        self.board.close()
 
 
 class Trainer:
@@ -112,6 +130,7 @@ class Trainer:
             raise PipelineError(f"train.batch_size {t.batch_size} does not split over the {group.size} processes "
                                 f"training fold {fold}; use a multiple of {group.size}")
         seed_everything(t.seed + fold)
+        set_deterministic(t.deterministic)
         self.loader_gen = torch.Generator().manual_seed(t.seed + fold)
         self.train_loader = self.make_loader(data)
         if len(self.train_loader) == 0:
@@ -194,6 +213,8 @@ class Trainer:
     def optimizer_step(self, x, y, loss_fn, total: torch.Tensor) -> None:
         t = self.config.train
         self.scheduler.step_update(self.step)
+        if self.group.leader:
+            self.log.step(self.step, self.optimizer.param_groups[0]["lr"])
         x = memory_format(x.to(self.device, non_blocking=True), t.channels_last)
         y = y.to(self.device, non_blocking=True)
         with autocast(t.amp, self.device):
@@ -236,7 +257,7 @@ class Trainer:
             row = {"epoch": epoch, "loss_name": loss_fn.name, "train_loss": train_loss,
                    "lr": self.optimizer.param_groups[0]["lr"]}
             if (epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs:
-                _, scores = self.validate()
+                prediction, scores = self.validate()
                 row.update(scores)
                 if scores["score_best"] > self.best_score:
                     self.best_score = scores["score_best"]
@@ -255,7 +276,7 @@ class Trainer:
                   f"val_bce {row.get('val_bce', np.nan):.4f} mAP@0.5 {row.get('score_05', np.nan):.4f} "
                   f"tuned {row.get('score_best', np.nan):.4f} ({row['seconds']:.0f}s)", flush=True)
         if self.group.leader:
-            self.log.plot()
+            self.log.plot(self.data.val, prediction if t.epochs > self.start_epoch else None)
         return self.best_score
 
 
@@ -297,8 +318,9 @@ def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int,
                             "pass --resume to continue it or --force to start over")
     data = fold_data(train, split, fold, config.data.drop_blank, pseudo)
     if group.leader:
-        save_config(exp.config_yaml, config)
-    log = EpochLog(exp.log_csv(fold), exp.curves_png(fold), f"{config.name} fold {fold}")
+        save_config(exp.config_yaml, config, exp.made_from_json)
+    log = EpochLog(exp.log_csv(fold), exp.curves_png(fold), f"{config.name} fold {fold}",
+                   Board(exp.fold_dir(fold), config.train.tensorboard and group.leader))
     resuming = resume and exp.last_checkpoint(fold).exists()
     trainer = Trainer(config, data, CheckpointSaver(exp, fold, config, identity), log, device or pick_device(), fold,
                       group, pretrained=not resuming)

@@ -1,21 +1,22 @@
 """Choosing the decision (threshold, minimum area, image-head cut) on out-of-fold predictions, and
-writing what the tune stage leaves: tune.json (the decision and the CV score), threshold_curve.png and
-val_overlays.png."""
+writing what the tune stage leaves: tune.json (the decision, the CV score, and where it is lost: per
+coverage class, per fold, per error kind), oof_scores.csv (one row per image), threshold_curve.png,
+val_overlays.png (the worst images by error kind) and coverage_scores.png."""
 from __future__ import annotations
 
 import itertools
 
 import numpy as np
 
-from . import plots
+from . import analysis, plots
 from .data import load_train
 from .errors import PipelineError
 from .folds import read_folds
-from .metric import grid_counts, image_scores, mean_score, scores_from_counts
+from .metric import grid_counts, mean_score, scores_from_counts
 from .paths import ExperimentLayout, WorkLayout
 from .postprocess import Decision, emptied, masks_from_probs
-from .records import record_digest, say, state
-from .store import Probs, load_probs, write_json
+from .records import Stage, tune_stage
+from .store import Probs, load_probs, write_text
 
 
 def threshold_grid(section) -> np.ndarray:
@@ -54,45 +55,49 @@ def oof_probs(exp: ExperimentLayout, folds: list[int]) -> Probs:
 
 
 def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray, section,
-         exp: ExperimentLayout, identity: dict | None = None) -> dict:
-    """Search, then write the pictures and, last, tune.json; `probs` rows align with the other arrays."""
+         exp: ExperimentLayout, stage: Stage | None = None) -> dict:
+    """Search, then write the per-image scores, the pictures and, last, tune.json; `probs` rows align with
+    the other arrays. `stage`: the tune stage whose record this is (none: a bare tune.json, for tests)."""
     decision, cv, curves = search(probs, truth, section)
     masks = masks_from_probs(probs, decision)
-    per_image = image_scores(truth, masks)
+    frame = analysis.per_image(probs.ids, split, truth, masks, probs.salt_prob)
     at_05 = mean_score(truth, masks_from_probs(probs, untuned(probs)))
     result = {"decision": decision.to_dict(), "cv_score": round(cv, 5), "cv_score_at_0.5": round(float(at_05), 5),
-              "fold_scores": {int(f): round(float(per_image[split == f].mean()), 5) for f in np.unique(split)},
-              "images": int(len(truth)), "identity": identity or {}}
+              "fold_scores": {int(f): round(float(frame["score"][split == f].mean()), 5) for f in np.unique(split)},
+              "images": int(len(truth)), "analysis": analysis.summary(frame)}
     plots.threshold_curve(threshold_grid(section), curves, decision, exp.threshold_png,
                           f"{exp.root.name}: out-of-fold mAP vs threshold")
-    pick = np.random.default_rng(0).choice(len(truth), min(32, len(truth)), replace=False)
-    plots.overlays(images[pick], masks[pick], exp.val_overlay_png,
-                   f"{exp.root.name}: validation", truths=truth[pick],
-                   captions=[f"{probs.ids[i]} {per_image[i]:.2f}" for i in pick])
-    write_json(exp.tune_json, result)  # last: a tune.json on disk means the stage finished
+    pictures(exp, frame, images, truth, probs, masks, result["analysis"])
+    write_text(exp.oof_scores_csv, frame.to_csv(index=False))
+    (stage or Stage("tune", exp.tune_json, {})).finish(**result)  # last: a tune.json means the stage finished
     return result
 
 
-def tune_identity(exp: ExperimentLayout, section) -> dict:
-    return {"predictions": record_digest(exp.predict_json), "config": {"tune": section.model_dump(mode="json")}}
+def pictures(exp: ExperimentLayout, frame, images, truth, probs: Probs, masks, summary: dict) -> None:
+    """The worst out-of-fold images by error kind, and the score per coverage class."""
+    head = probs.salt_prob
+    captions = [f"{i} {s:.2f}" + ("" if head is None else f" P={p:.2f}")
+                for i, s, p in zip(frame["id"], frame["score"], head if head is not None else frame["score"])]
+    plots.error_overlays(images, truth, probs.levels, masks, analysis.worst(frame),
+                         captions, exp.val_overlay_png, f"{exp.root.name}: worst out-of-fold images by error kind")
+    plots.coverage_bars(summary["by_coverage_class"], exp.coverage_png, f"{exp.root.name}: where the CV is lost")
 
 
 def run_tune(name: str, section, layout, work: WorkLayout, force: bool = False) -> dict | None:
     """Tune experiment `name` on its stored out-of-fold probabilities (`section`: the config's tune section);
     None when tune.json is up to date for them and this section."""
     exp = work.experiment(name)
-    identity = tune_identity(exp, section)
-    status = state(exp.tune_json, identity)
-    say("tune", status)
-    if status[0] == "up to date" and not force:
+    stage = tune_stage(exp, section)
+    if not stage.begin(force):
         return None
     if not exp.predict_json.exists():
         raise PipelineError(f"{exp.predict_json} is missing; run `python -m pipeline.predict` for '{name}' first")
     train = load_train(layout, work)
     split = read_folds(work, train.ids)["fold"].to_numpy()
     probs = oof_probs(exp, sorted(set(split))).subset(train.ids)
-    result = tune(probs, train.masks, train.images, split, section, exp, identity)
+    result = tune(probs, train.masks, train.images, split, section, exp, stage)
     d = result["decision"]
     print(f"CV mAP {result['cv_score']:.4f} (at 0.5, untuned: {result['cv_score_at_0.5']:.4f}) with threshold "
           f"{d['threshold']}, min area {d['min_area']}, empty cut {d['empty_cut']}; wrote {exp.tune_json}")
+    print("\n".join(analysis.report_lines(result["analysis"])))
     return result

@@ -1,0 +1,73 @@
+"""The whole-pipeline entry point (pipeline.run, what run.sh calls), kernel mode, the installed command."""
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import command, run
+from pipeline.lib import paths
+
+
+def test_overrides_come_after_the_separator_or_bare():
+    args = run.parse(["--config", "cpu.yaml", "train.epochs=2", "--", "train.lr=0.01"])
+    assert args.config == "cpu.yaml" and args.overrides == ["train.epochs=2", "train.lr=0.01"]
+    assert run.wanted(run.parse(["--from", "tune"]), "submit") and not run.wanted(run.parse(["--from", "tune"]), "train")
+    assert run.wanted(run.parse(["--only", "predict"]), "predict") and not run.wanted(run.parse(["--only", "predict"]), "tune")
+
+
+def test_an_unknown_stage_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit:
+        run.parse(["--only", "bake"])
+    assert exit.value.code == 2 and "unknown stage 'bake'; stages: folds train predict tune submit" in capsys.readouterr().err
+
+
+def test_kernel_mode_drops_finished_folds_resume_checkpoints(tmp_path):
+    exp = paths.WorkLayout(tmp_path).experiment("cpu")
+    for fold in (0, 1):
+        exp.fold_dir(fold).mkdir(parents=True)
+        exp.last_checkpoint(fold).write_bytes(b"x" * 1000)
+        exp.best_checkpoint(fold).write_bytes(b"best")
+    exp.done_marker(0).write_text("{}")  # fold 1 is unfinished: its last.pt is how it resumes
+    run.prune_resume_checkpoints(exp)
+    assert not exp.last_checkpoint(0).exists() and exp.best_checkpoint(0).exists() and exp.last_checkpoint(1).exists()
+
+
+def test_kernel_mode_publishes_the_submission_where_kaggle_takes_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "KAGGLE_WORKING", tmp_path / "working")
+    (tmp_path / "working").mkdir()
+    csv = tmp_path / "cpu.csv"
+    csv.write_text("id,rle_mask\na,1 2\n")
+    run.publish_submission(csv)
+    assert (tmp_path / "working" / "submission.csv").read_text() == csv.read_text()
+    assert sorted(p.name for p in (tmp_path / "working").iterdir()) == ["submission.csv"]
+
+
+def test_a_shipped_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("cpu", "cpu.yaml", "pipeline/configs/cpu.yaml"):
+        assert paths.config_file(name) == paths.CONFIG_DIR / "cpu.yaml"
+    assert paths.config_file("ablations/scse.yaml") == paths.CONFIG_DIR / "ablations" / "scse.yaml"
+    (tmp_path / "cpu.yaml").write_text("base: x")
+    assert paths.config_file("cpu.yaml") == tmp_path.joinpath("cpu.yaml").relative_to(tmp_path)  # a user's own wins
+
+
+def test_the_command_names_its_commands(capsys):
+    command.main([])
+    assert "tgs-salt COMMAND" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="unknown command 'trian'; commands: run, folds, train"):
+        command.main(["trian"])
+    modules = {p.stem for p in (paths.PACKAGE).glob("*.py")}
+    assert set(command.COMMANDS) <= modules
+
+
+def test_the_command_runs_a_stage():
+    result = subprocess.run([sys.executable, "-m", "pipeline.command", "status", "--help"], capture_output=True,
+                            text=True, cwd=paths.REPO)
+    assert result.returncode == 0 and "--config" in result.stdout and not result.stderr
+
+
+def test_the_package_data_covers_every_config():
+    from pipeline.lib.requirements import read_toml
+    patterns = read_toml(paths.REPO / "pyproject.toml")["tool"]["setuptools"]["package-data"]["pipeline"]
+    shipped = {p.relative_to(paths.PACKAGE) for pattern in patterns for p in paths.PACKAGE.glob(pattern)}
+    assert shipped == set(p.relative_to(paths.PACKAGE) for p in paths.CONFIG_DIR.rglob("*.yaml"))
