@@ -82,7 +82,8 @@ def main(argv=None) -> None:
     sections = [report.experiment_section(item.name, item.exp.root, item.row["state"]) for item in items]
     write_text(work.report_html, report.page(frame, sections, f"TGS salt experiments in {work.root}"))
     with pd.option_context("display.width", 200, "display.max_columns", 8, "display.max_colwidth", 40):
-        print(frame[["experiment", "cv", "cv_at_0.5", "fold_mean", "fold_std", "lb_public", "state"]].to_string(index=False))
+        shown = frame[["experiment", "cv", "cv_at_0.5", "fold_mean", "fold_std", "lb_public", "state"]]
+        print(shown.astype(object).where(shown.notna(), "").to_string(index=False))
     print(f"wrote {work.leaderboard_csv}, {work.leaderboard_md.name} and {work.report_html.name}")
 
 

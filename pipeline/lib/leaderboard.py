@@ -112,7 +112,7 @@ def changed_against_file(exp: ExperimentLayout, problems: list[str]) -> str:
     except (PipelineError, KeyError):
         return " ".join(made.get("overrides", []))
     diff = [c for c in changes(plain, mine) if not c.startswith("name")]
-    return describe(diff) if diff else ""
+    return describe(diff, most=len(diff)) if diff else ""
 
 
 def summarise(states: dict[str, tuple[str, list[str]]]) -> str:
