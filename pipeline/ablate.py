@@ -25,6 +25,7 @@ from .lib.errors import PipelineError, run_stage
 from .lib.folds import fold_list, read_folds
 from .lib.inference import tuned_score
 from .lib.paths import WorkLayout
+from .lib.report import markdown_table
 from .lib.runtime import pick_device
 from .lib.store import write_text
 from .lib.training import train_fold
@@ -51,12 +52,7 @@ def summarize(work: WorkLayout, configs: list[Path], folds: list[int], tuned: di
 
 
 def markdown(table: pd.DataFrame) -> str:
-    if not len(table):
-        return "no trained experiments\n"
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(f"`{v}`" if c == "command" else str(v) for c, v in row.items()) + " |"
-              for row in table.to_dict("records")]
-    return "\n".join(lines) + "\n"
+    return markdown_table(table, code=("command",)) if len(table) else "no trained experiments\n"
 
 
 def main(argv=None) -> None:

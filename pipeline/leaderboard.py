@@ -78,7 +78,7 @@ def main(argv=None) -> None:
     items = leaderboard.entries(work, StateReader(layout, work))
     frame = leaderboard.table(items)
     write_text(work.leaderboard_csv, frame.to_csv(index=False))
-    write_text(work.leaderboard_md, leaderboard.markdown(frame))
+    write_text(work.leaderboard_md, report.markdown_table(frame))
     sections = [report.experiment_section(item.name, item.exp.root, item.row["state"]) for item in items]
     write_text(work.report_html, report.page(frame, sections, f"TGS salt experiments in {work.root}"))
     with pd.option_context("display.width", 200, "display.max_columns", 8, "display.max_colwidth", 40):

@@ -10,18 +10,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from .errors import PipelineError
+from .network import answers
 from .paths import ExperimentLayout
 from .store import read_json, write_json
 
 COMPETITION = "tgs-salt-identification-challenge"
 HOST = "www.kaggle.com"
-PROBE_SECONDS = 3.0
 
 
 def config_dir() -> Path:
@@ -42,11 +41,7 @@ def has_credentials() -> bool:
 
 
 def reachable(host: str = HOST) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=PROBE_SECONDS).close()
-        return True
-    except OSError:
-        return False
+    return answers(host)
 
 
 def missing_for_submit() -> str | None:
@@ -70,13 +65,18 @@ def message(name: str, cv: float | None, decision, text: str) -> str:
 
 def submit_csv(csv: Path, text: str) -> str:
     """Send `csv` with the message `text`; the CLI's answer. A refusal is one line with the CLI's words."""
-    command = ["kaggle", "competitions", "submit", "-c", COMPETITION, "-f", str(csv), "-m", text]
-    result = subprocess.run(command, capture_output=True, text=True)
-    answer = " ".join((result.stdout + result.stderr).split())[-300:]
+    result = kaggle_cli(["submit", "-c", COMPETITION, "-f", str(csv), "-m", text],
+                        f"for {csv}: {{}}; check your credentials and the competition's rules page")
+    return " ".join((result.stdout + result.stderr).split())[-300:]
+
+
+def kaggle_cli(args: list[str], failure: str) -> subprocess.CompletedProcess:
+    """`kaggle competitions ARGS`; a non-zero exit is one line: `failure` with the CLI's last words in {}."""
+    result = subprocess.run(["kaggle", "competitions", *args], capture_output=True, text=True)
     if result.returncode:
-        raise PipelineError(f"kaggle competitions submit failed for {csv}: {answer or 'no answer'}; "
-                            "check your credentials and the competition's rules page")
-    return answer
+        answer = " ".join((result.stdout + result.stderr).split())[-300:] or "no answer"
+        raise PipelineError(f"kaggle competitions {args[0]} failed " + failure.format(answer))
+    return result
 
 
 def record(exp: ExperimentLayout, csv: Path, text: str, cv: float | None, decision, answer: str) -> None:
@@ -91,9 +91,4 @@ def record(exp: ExperimentLayout, csv: Path, text: str, cv: float | None, decisi
 def list_submissions() -> str:
     """`kaggle competitions submissions -v`: CSV with ref, fileName, date, description, status, publicScore,
     privateScore (the CLI's submission_fields)."""
-    result = subprocess.run(["kaggle", "competitions", "submissions", COMPETITION, "-v"], capture_output=True,
-                            text=True)
-    if result.returncode:
-        answer = " ".join((result.stdout + result.stderr).split())[-300:]
-        raise PipelineError(f"kaggle competitions submissions failed: {answer or 'no answer'}")
-    return result.stdout
+    return kaggle_cli(["submissions", COMPETITION, "-v"], "({})").stdout

@@ -158,14 +158,6 @@ def table(items: list[Entry]) -> pd.DataFrame:
     return pd.DataFrame([item.row for item in items], columns=COLUMNS)
 
 
-def markdown(frame: pd.DataFrame) -> str:
-    """A GitHub table (no extra dependency: pandas' to_markdown needs tabulate)."""
-    cells = frame.astype(object).where(frame.notna(), "")
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in cells.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
 def match_scores(sent: list[dict], listed: pd.DataFrame) -> int:
     """Leaderboard scores from `kaggle competitions submissions -v` joined to our records by message;
     how many were filled."""

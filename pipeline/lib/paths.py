@@ -10,13 +10,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .kaggle_kernel import INPUT, WORKING
+
 PACKAGE = Path(__file__).resolve().parents[1]  # pipeline/, in a checkout or an installed copy
 REPO = PACKAGE.parent  # the checkout (for an installed copy: its site-packages, never written to)
 CONFIG_DIR = PACKAGE / "configs"  # the shipped experiments (package data)
 INPUT_ENV = "TGS_INPUT"
 WORKDIR_ENV = "TGS_WORKDIR"
-KAGGLE_INPUT = Path("/kaggle/input")  # a kernel's attached datasets and competition data (read-only)
-KAGGLE_WORKING = Path("/kaggle/working")  # a kernel's output folder; its submission.csv is what "Submit" takes
+# a kernel's attached datasets and competition data (read-only), and its output folder (its submission.csv is
+# what "Submit" takes): defined in the kernel's script, which must stand alone
+KAGGLE_INPUT, KAGGLE_WORKING = INPUT, WORKING
 N_FOLDS = 5  # the split every config uses unless its data.n_folds says otherwise
 
 

@@ -41,6 +41,15 @@ document.querySelectorAll('#board th').forEach(function (th, col) {
 """
 
 
+def markdown_table(frame: pd.DataFrame, code: tuple[str, ...] = ()) -> str:
+    """A GitHub table (pandas' to_markdown would need tabulate); empty cells blank, `code` columns in backticks."""
+    cells = frame.astype(object).where(frame.notna(), "")
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(f"`{v}`" if c in code else str(v).replace("|", "\\|") for c, v in zip(frame.columns, row))
+              + " |" for row in cells.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
 def embedded(png: Path) -> str:
     data = base64.b64encode(png.read_bytes()).decode()
     return f'<img alt="{html.escape(png.name)}" src="data:image/png;base64,{data}">'

