@@ -62,10 +62,11 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=None, help="Markdown table (default: experiments/ablations.md)")
     args = p.parse_args(argv)
     configs = [load_config(path) for path in args.configs]  # every config is checked before hours of training
-    counts = sorted({config.data.n_folds for config in configs})
-    if len(counts) > 1:
-        raise PipelineError(f"ablate scores every config on one split, but their data.n_folds differ ({counts})")
-    layout, work = cli.layouts(args, n_folds=counts[0])
+    splits = sorted({(config.data.n_folds, config.data.split) for config in configs})
+    if len(splits) > 1:
+        raise PipelineError(f"ablate scores every config on one split, but their data.n_folds / data.split differ "
+                            f"({', '.join(f'{k} by {kind}' for k, kind in splits)})")
+    layout, work = cli.layouts(args, n_folds=splits[0][0], split=splits[0][1])
     folds = fold_list(args.fold, work)
     train = load_train(layout, work)  # loaded once: every config is scored on the same images
     split = read_folds(work, train.ids)["fold"].to_numpy()

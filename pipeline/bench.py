@@ -38,6 +38,7 @@ from .lib.geometry import from_canvas
 from .lib.inference import Predictor, tuned_score
 from .lib.folds import make_folds, read_folds, write_folds
 from .lib.losses import make_loss
+from .lib.mosaic import build
 from .lib.metric import threshold_grid_scores
 from .lib.models import build_model
 from .lib.paths import CONFIG_DIR, InputLayout, WorkLayout
@@ -68,6 +69,16 @@ def bench_load(layout: InputLayout, cache_root: Path) -> dict:
     load_train(layout, work), load_test(layout, work)  # fill the cache
     cached = timed(lambda: (load_train(layout, work), load_test(layout, work)), repeat=2)
     return {"cold": round(cold, 3), "cached": round(cached, 3)}
+
+
+def bench_mosaic(tiles: np.ndarray) -> dict:
+    """Edge matching and layout of all tiles (a generated set is resized to the real count: the same work)."""
+    tiles = tiles if len(tiles) >= REAL_TRAIN + REAL_TEST else np.resize(tiles, (REAL_TRAIN + REAL_TEST, 101, 101))
+    ids = np.array([f"{k:05d}" for k in range(len(tiles))])
+    started = time.perf_counter()
+    mosaics = build(ids, tiles)
+    return {"tiles": len(tiles), "seconds": round(time.perf_counter() - started, 2),
+            "tiles_placed": int(mosaics.sizes[mosaics.sizes > 1].sum())}
 
 
 def bench_loader(train, config, batches: int) -> float:
@@ -194,7 +205,7 @@ def precision_on_trained_folds(config_path: Path, layout: InputLayout, work: Wor
     """CPU prediction in float32 and in bf16 on an experiment's trained folds: views/s (flip TTA, loading
     the checkpoints included) and the k-fold CV mAP under one tuned decision, as `tune` scores it."""
     config = load_config(config_path)
-    work = replace(work, n_folds=config.data.n_folds)
+    work = replace(work, n_folds=config.data.n_folds, split=config.data.split)
     train = load_train(layout, work)  # an untrained fold is a one-line error from the first prediction
     split = read_folds(work, train.ids)["fold"].to_numpy()
     out = {"experiment": config.name}
@@ -219,12 +230,14 @@ def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
         result["load_seconds"] = bench_load(layout, Path(tmp) / "work")
         work = WorkLayout(Path(tmp) / "work")
         train = load_train(layout, work)
-        test_count = len(load_test(layout, work).ids)
+        test_images = load_test(layout, work).images
+        test_count = len(test_images)
         result["folds_seconds"] = round(timed(lambda: (write_folds(work, make_folds(
             load_train(layout, work).ids, train.coverage)))), 3)
     if not real:
         result["load_seconds"]["scaled_to_real_size"] = round(result["load_seconds"]["cached"] * (
             REAL_TRAIN + REAL_TEST) / (len(train.ids) + test_count), 3)
+    result["mosaic_seconds"] = bench_mosaic(np.concatenate([train.images, test_images]))
     default = load_config(CONFIG_DIR / "default.yaml")
     result["loader_samples_per_s"] = round(bench_loader(train, default, batches=max(steps, 20)), 1)
     result["loader_samples_per_s_device_batches"] = round(bench_device_batches(train, default, device, 40), 1)

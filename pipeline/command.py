@@ -9,8 +9,9 @@ import runpy
 import sys
 
 COMMANDS = {
-    "run": "the whole pipeline (folds -> train -> predict -> tune -> submit)",
-    "folds": "write the coverage-stratified k-fold split",
+    "run": "the whole pipeline (mosaic -> folds -> train -> predict -> tune -> submit)",
+    "mosaic": "put the train and test tiles back into their seismic sections",
+    "folds": "write the k-fold split (stratified by coverage, grouped by mosaic on request)",
     "train": "train folds of an experiment",
     "predict": "out-of-fold and test probabilities (flip TTA, folds averaged)",
     "tune": "threshold, min area and head cut on out-of-fold predictions",

@@ -46,8 +46,9 @@ class StateReader:
             section = leaderboard.config_of(members[0]).tune if members else None
             if section is None:
                 raise PipelineError(f"{exp.predict_json} names no member experiments; make it again with submit --experiments")
-            return ensemble_states(exp, members, section, stored_decision(exp), ids, self.work.submission_csv(exp.root.name))
-        work = WorkLayout(self.work.root, config.data.n_folds)
+            return ensemble_states(exp, members, section, stored_decision(exp), ids, self.work.submission_csv(exp.root.name),
+                                   self.work.mosaic_json)
+        work = WorkLayout(self.work.root, config.data.n_folds, config.data.split)
         frame = read_folds(work, train.ids)
         return experiment_states(config, work, train.digest, test.digest, split_digest(frame),
                                  sorted(set(frame["fold"].tolist())), stored_decision(exp), ids)

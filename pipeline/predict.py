@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     p.add_argument("overrides", nargs="*", help="dotted key=value pairs, e.g. predict.tta=none")
     args = p.parse_args(argv)
     config = load_config(args.config, args.overrides)
-    layout, work = cli.layouts(args, n_folds=config.data.n_folds)
+    layout, work = cli.layouts(args, n_folds=config.data.n_folds, split=config.data.split)
     predict(config, layout, work, args.force)
 
 

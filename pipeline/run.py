@@ -1,4 +1,4 @@
-"""The whole pipeline: folds -> train (all folds) -> predict -> tune -> submit (what `bash run.sh` runs).
+"""The whole pipeline: mosaic -> folds -> train (all folds) -> predict -> tune -> submit (what `bash run.sh` runs).
 
     python -m pipeline.run [--demo] [--config FILE] [--input DIR] [--workdir DIR] [--only STAGE | --from STAGE]
                            [--force] [--kaggle] [--keep-last] [--wheels DIR] [-- key=value ...]
@@ -28,7 +28,7 @@ from .lib import paths
 from .lib.errors import PipelineError
 from .lib.lock import lock_workdir, release_all
 
-STAGES = ("folds", "train", "predict", "tune", "submit")
+STAGES = ("mosaic", "folds", "train", "predict", "tune", "submit")
 
 
 class StageFailed(Exception):
@@ -180,6 +180,8 @@ def train_command(gpus: int) -> list[str]:
 
 def stages(args, config: str, io: list[str], gpus: int) -> None:
     forced = ["--force"] if args.force else []
+    if wanted(args, "mosaic"):  # seconds; the mosaic split and the neighbour rules read it
+        stage("mosaic", module("mosaic", *io, *forced))
     if wanted(args, "folds"):  # written once per number of folds: --force never rewrites it
         stage("folds", module("folds", "--config", config, *io, *args.overrides))
     if wanted(args, "train"):

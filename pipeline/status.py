@@ -12,13 +12,15 @@ from .lib.data import load_test, load_train
 from .lib.errors import PipelineError, run_stage
 from .lib.folds import read_folds, split_digest
 from .lib.postprocess import stored_decision
-from .lib.records import experiment_states, say
+from .lib.mosaic import MatchSettings
+from .lib.records import experiment_states, mosaic_stage, say
 from .lib.submission import sample_ids
 
 
 def report(config, layout, work) -> None:
     exp = work.experiment(config.name)
     train, test = load_train(layout, work), load_test(layout, work)
+    say("mosaic", mosaic_stage(work, train.digest, test.digest, MatchSettings().to_dict()).state())
     try:
         frame = read_folds(work, train.ids)
     except PipelineError as err:
@@ -42,7 +44,8 @@ def main(argv=None) -> None:
         print(config.name)
         return
     print(f"experiment {config.name}" + (f" ({args.config} with {' '.join(args.overrides)})" if args.overrides else ""))
-    layout, work = cli.layouts(args, lock=False, n_folds=config.data.n_folds)  # reads only: works beside a running job
+    layout, work = cli.layouts(args, lock=False, n_folds=config.data.n_folds,
+                                split=config.data.split)  # reads only: works beside a running job
     report(config, layout, work)
 
 

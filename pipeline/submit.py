@@ -26,23 +26,46 @@ from .lib.data import load_test, load_train
 from .lib.errors import PipelineError, run_stage
 from .lib.folds import read_folds
 from .lib.paths import InputLayout, WorkLayout
+from .lib.mosaic import read_mosaics
+from .lib.neighbours import check_rules, decide_test
+from .lib.paths import MOSAIC_PICTURES
 from .lib.postprocess import Decision, masks_from_probs, stored_decision
-from .lib.records import Stage, ensemble_identity, submit_stage
+from .lib.records import Stage, ensemble_identity, mosaic_made_from, submit_stage
 from .lib.store import Probs, from_levels, load_probs, read_json, save_probs, to_levels
 from .lib.submission import check_ids, sample_ids, write_submission
 from .lib.tuning import run_tune
+
+
+def with_neighbours(layout: InputLayout, work: WorkLayout, exp, decision: Decision, probs: Probs, masks, test_images):
+    """The test masks under the decision's neighbour rules (every training mask known), and the experiment's
+    mosaic pictures (test masks, and what the rules changed); as they are without a mosaic."""
+    check_rules(decision.rules, str(exp.tune_json))
+    if not work.mosaic_json.exists() and not decision.rules:
+        return masks
+    train = load_train(layout, work)
+    mosaic_made_from(work, train.digest)
+    mosaics = read_mosaics(work.mosaic_csv, list(train.ids) + list(probs.ids))
+    truth, before = dict(zip(train.ids, train.masks)), dict(zip(probs.ids, masks))
+    after = decide_test(mosaics, truth, before, decision.rules) if decision.rules else before
+    ids = np.concatenate([train.ids, probs.ids])
+    plots.mosaics(mosaics, ids, np.concatenate([train.images, test_images]), truth, after,
+                  before if decision.rules else None, [exp.mosaic_png(k) for k in range(MOSAIC_PICTURES)],
+                  f"{exp.root.name}: ")
+    changed = sum(int((after[i] != before[i]).any()) for i in before)
+    print(f"neighbour rules {', '.join(decision.rules) or 'none'}: {changed} test masks changed")
+    return np.stack([after[i] for i in probs.ids])
 
 
 def submit(layout: InputLayout, work: WorkLayout, name: str, decision: Decision, force: bool = False) -> Path:
     exp = work.experiment(name)
     ids = sample_ids(layout)
     out = work.submission_csv(name)
-    stage = submit_stage(exp, decision, ids, out)
+    stage = submit_stage(exp, decision, ids, out, work.mosaic_json)
     if not stage.begin(force):
         return out
     probs = check_ids(load_probs(exp.test_probs), ids, exp.test_probs)
-    masks = masks_from_probs(probs, decision)
     images = load_test(layout, work).images
+    masks = with_neighbours(layout, work, exp, decision, probs, masks_from_probs(probs, decision), images)
     pick = np.random.default_rng(0).choice(len(masks), min(32, len(masks)), replace=False)
     plots.overlays(images[pick], masks[pick], exp.test_overlay_png, f"{name}: test",
                    captions=[str(probs.ids[i]) for i in pick])
@@ -67,11 +90,12 @@ def ensemble(layout: InputLayout, work: WorkLayout, names: list[str]) -> str:
         if not exp.config_yaml.exists():
             raise PipelineError(f"experiment '{exp.root.name}' has no {exp.config_yaml}; train and predict it first")
     configs = [load_config(e.config_yaml) for e in exps]
-    counts = sorted({c.data.n_folds for c in configs})
-    if len(counts) > 1:  # their out-of-fold files cover different images per fold
-        raise PipelineError(f"experiments {', '.join(names)} were trained on splits of {counts} folds (data.n_folds); "
+    splits = sorted({(c.data.n_folds, c.data.split) for c in configs})
+    if len(splits) > 1:  # their out-of-fold files cover different images per fold
+        raise PipelineError(f"experiments {', '.join(names)} were trained on different splits "
+                            f"({', '.join(f'{k} folds by {kind}' for k, kind in splits)}: data.n_folds, data.split); "
                             "only experiments on one split can be averaged")
-    work = replace(work, n_folds=counts[0])
+    work = replace(work, n_folds=splits[0][0], split=splits[0][1])
     name = "+".join(names)
     target = work.experiment(name)
     ids = sample_ids(layout)
@@ -109,7 +133,7 @@ def main(argv=None) -> None:
     if args.threshold is not None or args.min_area is not None:
         decision = Decision(args.threshold if args.threshold is not None else decision.threshold,
                             args.min_area if args.min_area is not None else decision.min_area,
-                            decision.empty_cut)
+                            decision.empty_cut, decision.rules)
     csv = submit(layout, work, name, decision, args.force)
     if args.kaggle_message is not None:
         send(work.experiment(name), csv, decision, args.kaggle_message)

@@ -26,7 +26,7 @@ def main(argv=None) -> None:
     p.add_argument("overrides", nargs="*", help="dotted key=value pairs, e.g. train.epochs=1")
     args = p.parse_args(argv)
     config = load_config(args.config, args.overrides)  # checked whole before anything else runs
-    layout, work = cli.layouts(args, n_folds=config.data.n_folds)
+    layout, work = cli.layouts(args, n_folds=config.data.n_folds, split=config.data.split)
     rank = Rank.from_env()
     rank.limit_threads()
     device = rank.device()

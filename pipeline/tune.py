@@ -21,7 +21,7 @@ def main(argv=None) -> None:
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
     config = load_config(args.config, args.overrides)
-    layout, work = cli.layouts(args, n_folds=config.data.n_folds)
+    layout, work = cli.layouts(args, n_folds=config.data.n_folds, split=config.data.split)
     run_tune(config.name, config.tune, layout, work, args.force)
 
 

@@ -56,5 +56,5 @@ def test_configs_on_different_splits_are_refused(tmp_path):
     from pipeline.lib.paths import CONFIG_DIR
     other = tmp_path / "five.yaml"
     other.write_text(f"base: {CONFIG_DIR / 'demo.yaml'}\ndata:\n  n_folds: 5\n")
-    with pytest.raises(PipelineError, match=r"one split, but their data.n_folds differ \(\[3, 5\]\)"):
+    with pytest.raises(PipelineError, match=r"one split, but their data.n_folds / data.split differ \(3 by coverage, 5 by coverage\)"):
         ablate.main([str(CONFIG_DIR / "demo.yaml"), str(other), "--workdir", str(tmp_path)])

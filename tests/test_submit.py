@@ -60,7 +60,7 @@ def test_experiments_on_different_splits_are_not_averaged(demo_input, tmp_path):
     for name, n_folds in {"three": 3, "five": 5}.items():
         config = load_config(CONFIG_DIR / "demo.yaml", [f"data.n_folds={n_folds}"])
         save_config(work.experiment(name).config_yaml, config)
-    with pytest.raises(PipelineError, match=r"three, five were trained on splits of \[3, 5\] folds"):
+    with pytest.raises(PipelineError, match=r"three, five were trained on different splits \(3 folds by coverage, 5 folds by coverage"):
         submit.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--experiments", "three,five"])
     assert not work.experiment("three+five").root.exists()
 

@@ -18,11 +18,12 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def layouts(args: argparse.Namespace, lock: bool = True,
-            n_folds: int = paths.N_FOLDS) -> tuple[paths.InputLayout, paths.WorkLayout]:
-    """The input and work folders (whose split has `n_folds` folds: the config's data.n_folds); unless `lock`
+            n_folds: int = paths.N_FOLDS, split: str = "coverage") -> tuple[paths.InputLayout, paths.WorkLayout]:
+    """The input and work folders (whose split has `n_folds` folds of kind `split`: the config's data.n_folds
+    and data.split); unless `lock`
     is off (read-only stages), the work folder is locked for this run: one run at a time. Data that came as
     train.zip / test.zip is read from its extraction in the work folder's cache."""
-    work = paths.WorkLayout(paths.work_dir(args.workdir), n_folds)
+    work = paths.WorkLayout(paths.work_dir(args.workdir), n_folds, split)
     if lock:
         lock_workdir(work.root)
     return unpacked(paths.InputLayout(paths.input_dir(args.input)), work.unpacked_dir), work

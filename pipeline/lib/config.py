@@ -21,9 +21,10 @@ from .errors import PipelineError
 from .geometry import MODES, TTA
 from .identity import digest, training_sections
 from .losses import LOSSES
+from .neighbours import RULES
 from .models import (ARCHS, ATTENTION, ENCODERS, MIN_SCSE_CHANNELS, TAKES_ATTENTION, TAKES_DECODER_CHANNELS,
                      TAKES_HYPERCOLUMN)
-from .paths import N_FOLDS, config_file
+from .paths import N_FOLDS, SPLITS, config_file
 from .runtime import AMP, CPU_PRECISIONS, OPTIMIZERS
 from .schema import Name, Section
 from .store import write_text
@@ -37,6 +38,8 @@ class DataConfig(Section):
     drop_blank: bool = False  # drop constant images from training; they are predicted empty
     pseudo_labels: Optional[str] = None  # an experiment's name: add the test images its pseudo stage labelled
     n_folds: int = Field(N_FOLDS, ge=2)  # the k of the k-fold split (folds/folds.csv for 5, else folds-K.csv)
+    # coverage: stratified by mask coverage | mosaic: the same, each mosaic wholly in one fold (folds-mosaic.csv)
+    split: Name(SPLITS) = "coverage"
 
     @field_validator("channels")
     @classmethod
@@ -158,6 +161,9 @@ class TuneConfig(Section):
     thresholds: ThresholdGrid = ThresholdGrid()
     min_areas: list[int] = Field([0, 10, 20, 40, 80, 160, 240, 320], min_length=1)
     empty_cuts: list[Optional[float]] = Field([None, 0.3, 0.4, 0.5, 0.6, 0.7], min_length=1)
+    # neighbour rules tune tries on the mosaic (mosaic/mosaic.csv), keeping those that raise the CV; [] for none
+    neighbour_rules: list[Name(RULES)] = list(RULES)
+    rules_min_images: int = Field(10, ge=1)  # a rule is kept only if it changes at least this many images
 
     @field_validator("min_areas")
     @classmethod

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from .errors import PipelineError
 from .identity import digest
@@ -22,20 +22,28 @@ def coverage_classes(coverage: np.ndarray, bins: int = COVERAGE_BINS) -> np.ndar
     return np.where(coverage == 0, 0, 1 + np.minimum((coverage * bins).astype(int), bins - 1))
 
 
-def make_folds(ids, coverage, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
-    """Deterministic stratified split; the result does not depend on the order of `ids`."""
-    frame = pd.DataFrame({"id": np.asarray(ids, str), "coverage": np.asarray(coverage, float)})
+def make_folds(ids, coverage, n_folds: int = 5, seed: int = 42, groups=None) -> pd.DataFrame:
+    """Deterministic stratified split; the result does not depend on the order of `ids`. With `groups` (one
+    per id: its mosaic), every group lies wholly in one fold (scikit-learn's StratifiedGroupKFold)."""
+    frame = pd.DataFrame({"id": np.asarray(ids, str), "coverage": np.asarray(coverage, float),
+                          "group": np.arange(len(ids)) if groups is None else np.asarray(groups)})
     frame = frame.sort_values("id", kind="stable").reset_index(drop=True)
     frame["coverage_class"] = coverage_classes(frame["coverage"].to_numpy())
-    if n_folds < 2 or n_folds > len(frame):
-        raise PipelineError(f"--n-folds must be between 2 and the number of images ({len(frame)}), got {n_folds}")
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    if n_folds < 2 or n_folds > frame["group"].nunique():
+        raise PipelineError(f"--n-folds must be between 2 and the number of images ({len(frame)}) or mosaics "
+                            f"({frame['group'].nunique()}), got {n_folds}")
     frame["fold"] = -1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # small demo sets have thin coverage classes
-        for fold, (_, held_out) in enumerate(splitter.split(frame, frame["coverage_class"])):
+        for fold, (_, held_out) in enumerate(splitter(n_folds, seed, groups is not None).split(
+                frame, frame["coverage_class"], frame["group"])):
             frame.loc[held_out, "fold"] = fold
     return frame[["id", "fold", "coverage", "coverage_class"]]
+
+
+def splitter(n_folds: int, seed: int, grouped: bool):
+    kind = StratifiedGroupKFold if grouped else StratifiedKFold
+    return kind(n_splits=n_folds, shuffle=True, random_state=seed)
 
 
 def write_folds(work: WorkLayout, frame: pd.DataFrame) -> None:

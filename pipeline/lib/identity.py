@@ -19,7 +19,7 @@ DIGEST_CHARS = 16
 RUNTIME_KEYS = ("amp", "num_workers", "channels_last", "resume_every", "tensorboard", "deterministic")
 # keys added after folds were first recorded, with the value that trains as before they existed: left out of
 # the identity at that value, so folds trained earlier stay up to date
-ADDED_KEYS = {"train": {"ema": 0.0}, "data": {"n_folds": N_FOLDS}}
+ADDED_KEYS = {"train": {"ema": 0.0}, "data": {"n_folds": N_FOLDS, "split": "coverage"}}
 
 
 def digest(*parts) -> str:

@@ -21,6 +21,8 @@ WORKDIR_ENV = "TGS_WORKDIR"
 # what "Submit" takes): defined in the kernel's script, which must stand alone
 KAGGLE_INPUT, KAGGLE_WORKING = INPUT, WORKING
 N_FOLDS = 5  # the split every config uses unless its data.n_folds says otherwise
+SPLITS = ("coverage", "mosaic")  # stratified by coverage; the same, each mosaic wholly in one fold
+MOSAIC_PICTURES = 6  # the largest mosaics drawn
 
 
 def home() -> Path:
@@ -100,16 +102,35 @@ class InputLayout:
 
 @dataclass(frozen=True)
 class WorkLayout:
-    """Everything the pipeline writes, under one root; `n_folds` picks which split the stages use."""
+    """Everything the pipeline writes, under one root; `n_folds` and `split` pick which split the stages use."""
 
     root: Path
     n_folds: int = N_FOLDS
+    split: str = "coverage"
 
     @property
     def folds_csv(self) -> Path:
-        # the 5-fold split keeps the name it always had, so work folders made before other splits stay valid
-        name = "folds.csv" if self.n_folds == N_FOLDS else f"folds-{self.n_folds}.csv"
-        return self.root / "folds" / name
+        # the 5-fold coverage split keeps the name it always had, so work folders made before stay valid
+        name = "folds" + ("" if self.n_folds == N_FOLDS else f"-{self.n_folds}")
+        return self.root / "folds" / (name + ("" if self.split == "coverage" else f"-{self.split}") + ".csv")
+
+    @property
+    def mosaic_dir(self) -> Path:
+        return self.root / "mosaic"
+
+    @property
+    def mosaic_csv(self) -> Path:
+        """Every train and test tile's place: id, mosaic, row, col (a tile in no mosaic: a mosaic of one)."""
+        return self.mosaic_dir / "mosaic.csv"
+
+    @property
+    def mosaic_json(self) -> Path:
+        """What mosaic.csv was made from (written last by the mosaic stage)."""
+        return self.mosaic_dir / "mosaic.json"
+
+    def mosaic_png(self, k: int) -> Path:
+        """The k-th largest mosaic (0: the largest), tiles in place with the training masks."""
+        return self.mosaic_dir / f"mosaic_{k}.png"
 
     @property
     def cache_dir(self) -> Path:
@@ -233,3 +254,7 @@ class ExperimentLayout:
     @property
     def test_overlay_png(self) -> Path:
         return self.root / "test_overlays.png"
+
+    def mosaic_png(self, k: int) -> Path:
+        """The k-th largest mosaic with this experiment's test masks and the pixels its neighbour rules changed."""
+        return self.root / f"mosaic_{k}.png"

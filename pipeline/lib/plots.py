@@ -123,3 +123,64 @@ def coverage_bars(by_class: dict, path: Path, title: str) -> None:
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title)
     _save(fig, path)
+
+
+def _contour(rgb: np.ndarray, mask: np.ndarray, color: tuple) -> None:
+    import cv2
+    contours, _ = cv2.findContours(np.pad(mask.astype(np.uint8), 1), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(rgb, contours, -1, color, 1, offset=(-1, -1))
+
+
+def mosaic_rgb(layers: dict, scale: int) -> np.ndarray:
+    """One mosaic's picture: test tiles tinted blue, pixels a rule added red and removed cyan, training masks
+    outlined green, predicted masks yellow; `layers` hold canvases (image, is_test, truth, pred, added,
+    removed; the last three may be None)."""
+    up = lambda a: np.kron(a, np.ones((scale, scale), a.dtype)) if a is not None else None
+    image, test = up(layers["image"]).astype(np.float32), up(layers["is_test"])
+    rgb = np.repeat(image[..., None], 3, axis=2)
+    rgb[test] *= np.array([0.78, 0.86, 1.0], np.float32)
+    for key, color in (("added", (255, 40, 40)), ("removed", (0, 230, 255))):
+        if layers.get(key) is not None:
+            where = up(layers[key])
+            rgb[where] = 0.45 * rgb[where] + 0.55 * np.array(color, np.float32)
+    rgb = np.ascontiguousarray(rgb.clip(0, 255).astype(np.uint8))
+    rgb[up(layers["empty"])] = (28, 28, 36)
+    _contour(rgb, up(layers["truth"]), (60, 255, 60))
+    if layers.get("pred") is not None:
+        _contour(rgb, up(layers["pred"]), (255, 220, 0))
+    return rgb
+
+
+def mosaics(layout, ids, images, truth: dict, pred: dict | None, before: dict | None, paths: list[Path],
+            title: str = "") -> None:
+    """Pictures of the largest mosaics (those with salt in a training mask first), one per path: tiles in place, the training masks (`truth`: id -> mask)
+    outlined green; with `pred` (id -> mask) the predicted masks yellow, and with `before` (the masks before
+    the neighbour rules) the pixels the rules added red and removed cyan."""
+    from .mosaic import layers
+    index = pd.Series(np.arange(len(ids)), index=ids)
+    stack = lambda masks: None if masks is None else np.stack(
+        [masks.get(i, np.zeros(images.shape[1:], bool)) for i in ids])
+    stacks = {"image": images, "is_test": np.array([i not in truth for i in ids]), "truth": stack(truth),
+              "pred": stack(pred), "before": stack(before)}
+    salty = layout.frame.assign(salt=[bool(truth[i].any()) if i in truth else False for i in layout.frame["id"]])
+    ranks = salty.groupby("mosaic").agg(n=("id", "size"), salt=("salt", "any"))
+    ranks = ranks[ranks["n"] > 1].sort_values(["salt", "n"], ascending=False, kind="stable")  # salt worth seeing first
+    for path, (mosaic, n) in zip(paths, ranks["n"].items()):
+        mosaic_picture(layers(layout, int(mosaic), index, stacks), path, (
+            f"{title}mosaic {mosaic}: {n} tiles (blue tint: test; green: training mask"
+            + ("; yellow: predicted mask" if pred is not None else "")
+            + ("; red/cyan: pixels the neighbour rules added/removed" if before is not None else "") + ")"))
+
+
+def mosaic_picture(layers: dict, path: Path, title: str) -> None:
+    height, width = layers["image"].shape
+    scale = 2 if max(height, width) <= 900 else 1
+    rgb = mosaic_rgb(layers, scale)
+    fig, ax = plt.subplots(figsize=(max(6.0, rgb.shape[1] / 90), max(3.0, rgb.shape[0] / 90) + 0.6))
+    ax.imshow(rgb, interpolation="nearest")
+    ax.set_xticks(np.arange(0, rgb.shape[1] + 1, 101 * scale) - 0.5, [])
+    ax.set_yticks(np.arange(0, rgb.shape[0] + 1, 101 * scale) - 0.5, [])
+    ax.tick_params(length=0)
+    ax.grid(color="white", alpha=0.12, linewidth=0.6)
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)

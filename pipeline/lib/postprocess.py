@@ -16,14 +16,19 @@ class Decision:
     threshold: float = 0.5  # a pixel is salt when its probability is above this
     min_area: int = 0  # a predicted mask with fewer pixels is emptied
     empty_cut: float | None = None  # emptied when the image head's P(salt) is below this
+    rules: tuple[str, ...] = ()  # neighbour rules (lib/neighbours.py) applied after the three above
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["rules"] = list(self.rules)
+        if not self.rules:  # a decision without rules reads as it did before they existed (records stay valid)
+            del out["rules"]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Decision":
         return cls(float(d["threshold"]), int(d.get("min_area", 0)),
-                   None if d.get("empty_cut") is None else float(d["empty_cut"]))
+                   None if d.get("empty_cut") is None else float(d["empty_cut"]), tuple(d.get("rules", ())))
 
 
 def emptied(pred_area: np.ndarray, salt_prob: np.ndarray | None, decision: Decision) -> np.ndarray:

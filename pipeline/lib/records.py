@@ -7,6 +7,7 @@
   tune          tune.json          predict.json, config tune
   submit        submit.json        predict.json, tune.json (or the flags' decision), sample_submission ids
   ensemble      predict.json       each member's predict.json
+  mosaic        mosaic/mosaic.json training and test data, the matching settings
 
 Every cheap stage goes through one `Stage` (its record, identity and outputs): begin (say the state, skip
 or work), write the outputs, finish (the record, last). `status` and the leaderboard build the same Stages.
@@ -51,14 +52,22 @@ def predict_identity(config, exp: ExperimentLayout, folds: list[int], train_dige
             "config": {"predict": settings}}
 
 
-def submit_identity(exp: ExperimentLayout, decision, sample_ids: list[str]) -> dict:
-    """(Paths are no part of an identity: a work folder copied elsewhere stays up to date.)"""
-    return {"predictions": record_digest(exp.predict_json), "decision": decision.to_dict(),
-            "sample_ids": digest(sample_ids)}
+def submit_identity(exp: ExperimentLayout, decision, sample_ids: list[str], mosaic_record: Path) -> dict:
+    """(Paths are no part of an identity: a work folder copied elsewhere stays up to date.) With neighbour
+    rules in the decision, the mosaic they read too."""
+    identity = {"predictions": record_digest(exp.predict_json), "decision": decision.to_dict(),
+                "sample_ids": digest(sample_ids)}
+    if decision.rules:
+        identity["mosaic"] = record_digest(mosaic_record)
+    return identity
 
 
-def tune_identity(exp: ExperimentLayout, section) -> dict:
-    return {"predictions": record_digest(exp.predict_json), "config": {"tune": section.model_dump(mode="json")}}
+def tune_identity(exp: ExperimentLayout, section, mosaic_record: Path) -> dict:
+    """With neighbour rules to try, the mosaic they read too."""
+    identity = {"predictions": record_digest(exp.predict_json), "config": {"tune": section.model_dump(mode="json")}}
+    if section.neighbour_rules:
+        identity["mosaic"] = record_digest(mosaic_record)
+    return identity
 
 
 def ensemble_identity(members: list[ExperimentLayout]) -> dict:
@@ -96,13 +105,29 @@ def predict_stage(config, exp: ExperimentLayout, folds: list[int], train_digest:
     return Stage("predict", exp.predict_json, identity, tuple(exp.prediction_files(folds)))
 
 
-def tune_stage(exp: ExperimentLayout, section) -> Stage:
-    return Stage("tune", exp.tune_json, tune_identity(exp, section),
+def tune_stage(exp: ExperimentLayout, section, mosaic_record: Path) -> Stage:
+    return Stage("tune", exp.tune_json, tune_identity(exp, section, mosaic_record),
                  (exp.oof_scores_csv, exp.threshold_png, exp.val_overlay_png, exp.coverage_png))
 
 
-def submit_stage(exp: ExperimentLayout, decision, sample_ids: list[str], csv: Path) -> Stage:
-    return Stage("submit", exp.submit_json, submit_identity(exp, decision, sample_ids), (csv,))
+def submit_stage(exp: ExperimentLayout, decision, sample_ids: list[str], csv: Path, mosaic_record: Path) -> Stage:
+    return Stage("submit", exp.submit_json, submit_identity(exp, decision, sample_ids, mosaic_record), (csv,))
+
+
+def mosaic_stage(work: WorkLayout, train_digest: str, test_digest: str, matching: dict) -> Stage:
+    identity = {"train_data": train_digest, "test_data": test_digest, "matching": matching}
+    return Stage("mosaic", work.mosaic_json, identity, (work.mosaic_csv,))
+
+
+def mosaic_made_from(work: WorkLayout, train_digest: str) -> str:
+    """The mosaic record as one part of another identity, once checked to be of this training data."""
+    recorded = recorded_identity(work.mosaic_json)
+    if recorded is None or not work.mosaic_csv.exists():
+        raise PipelineError(f"{work.mosaic_csv} is missing; run `python -m pipeline.mosaic` first (run.sh does)")
+    if recorded.get("train_data") != train_digest:
+        raise PipelineError(f"{work.mosaic_csv} was made from other training data; rebuild it with "
+                            "`python -m pipeline.mosaic --force`")
+    return record_digest(work.mosaic_json)
 
 
 def recorded_identity(path: Path) -> dict | None:
@@ -167,15 +192,16 @@ def experiment_states(config, work: WorkLayout, train_digest: str, test_digest: 
     """Each stage's state for an experiment: what `status` prints and the leaderboard tabulates."""
     exp = work.experiment(config.name)
     states = {"train": fold_states(exp, folds, fold_identity(config, work, train_digest, split))}
-    for stage in (predict_stage(config, exp, folds, train_digest, test_digest, split), tune_stage(exp, config.tune),
-                  submit_stage(exp, decision, sample_ids, work.submission_csv(config.name))):
+    for stage in (predict_stage(config, exp, folds, train_digest, test_digest, split),
+                  tune_stage(exp, config.tune, work.mosaic_json),
+                  submit_stage(exp, decision, sample_ids, work.submission_csv(config.name), work.mosaic_json)):
         states[stage.name] = stage.state()
     return states
 
 
 def ensemble_states(exp: ExperimentLayout, members: list[ExperimentLayout], tune_section, decision,
-                    sample_ids: list[str], csv: Path) -> dict[str, tuple[str, list[str]]]:
+                    sample_ids: list[str], csv: Path, mosaic_record: Path) -> dict[str, tuple[str, list[str]]]:
     """An ensemble's (submit --experiments a,b): its averaged predictions, their tuning, its submission."""
     return {"predict": Stage("ensemble", exp.predict_json, ensemble_identity(members)).state(),
-            "tune": tune_stage(exp, tune_section).state(),
-            "submit": submit_stage(exp, decision, sample_ids, csv).state()}
+            "tune": tune_stage(exp, tune_section, mosaic_record).state(),
+            "submit": submit_stage(exp, decision, sample_ids, csv, mosaic_record).state()}

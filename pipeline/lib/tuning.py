@@ -5,6 +5,7 @@ val_overlays.png (the worst images by error kind) and coverage_scores.png."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -13,10 +14,14 @@ from .data import load_train
 from .errors import PipelineError
 from .folds import read_folds
 from .metric import grid_counts, mean_score, scores_from_counts
+from .mosaic import Mosaics, read_mosaics
+from .neighbours import RULES, Neighbourhood, apply, neighbourhood
 from .paths import ExperimentLayout, WorkLayout
 from .postprocess import Decision, emptied, masks_from_probs
-from .records import Stage, tune_stage
+from .records import Stage, mosaic_made_from, tune_stage
 from .store import Probs, load_probs, write_text
+
+MIN_GAIN = 1e-4  # a neighbour rule is kept when it raises the out-of-fold mAP by more than this
 
 
 def threshold_grid(section) -> np.ndarray:
@@ -50,21 +55,99 @@ def search(probs: Probs, truth: np.ndarray, section) -> tuple[Decision, float, d
     return best, best_score, {"plain": curve(Decision(0.5, 0, None)), "chosen": best_curve}
 
 
+def fold_neighbourhood(mosaics: Mosaics, ids, truth, masks, held: np.ndarray, test_masks: dict) -> Neighbourhood:
+    """What the rules may see when deciding the `held` images (one fold): the true masks of the other folds'
+    images, the predictions of the held ones and of the test tiles; never the held images' truth."""
+    known = {i: t for i, t, h in zip(ids, truth, held) if not h}
+    predicted = {i: m for i, m, h in zip(ids, masks, held) if h}
+    return neighbourhood(mosaics, known, {**test_masks, **predicted})
+
+
+def with_rules(neighbourhoods: dict, rules, ids, masks, split) -> np.ndarray:
+    """Each fold's masks after `rules`, decided with what that fold's neighbourhood shows."""
+    out = masks.copy()
+    for fold, nb in neighbourhoods.items():
+        rows = np.flatnonzero(split == fold)
+        out[rows] = apply(nb, rules)[nb.index[np.asarray(ids)[rows]].to_numpy()]
+    return out
+
+
+def choose_rules(neighbourhoods: dict, candidates, ids, truth, masks, split,
+                 min_images: int = 1) -> tuple[list, dict, np.ndarray]:
+    """(kept rules; per candidate, its out-of-fold mAP gain on top of those kept before it and how many
+    images it changed; the masks under the kept rules). Candidates are tried in the registry's order and kept
+    when they gain over MIN_GAIN on at least `min_images` changed images (fewer are no evidence)."""
+    kept, trials, best, current = [], {}, mean_score(truth, masks), masks
+    for rule in (name for name in RULES if name in set(candidates)):
+        trial = with_rules(neighbourhoods, kept + [rule], ids, masks, split)
+        score = mean_score(truth, trial)
+        changed = int((trial != current).reshape(len(trial), -1).any(1).sum())
+        trials[rule] = {"gain": round(score - best, 5), "images": changed}
+        if score > best + MIN_GAIN and changed >= min_images:
+            kept, best, current = kept + [rule], score, trial
+    return kept, trials, current
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What tuning the neighbour rules needs besides the out-of-fold set: the mosaics, the test predictions
+    (their masks are neighbours' predictions too) and the candidate rules (the config's tune.neighbour_rules)."""
+
+    mosaics: Mosaics
+    test_probs: Probs | None
+    candidates: tuple[str, ...]
+    min_images: int = 1  # the config's tune.rules_min_images
+
+
+def neighbour_rules(probs: Probs, truth, split, decision: Decision, masks,
+                    context: RuleContext | None) -> tuple[Decision, dict, np.ndarray]:
+    """The decision with the rules that raise the out-of-fold mAP, what each gained, and the masks under
+    them; the decision as it is without a context (no mosaic, or no candidates)."""
+    if context is None or not context.candidates:
+        return decision, {}, masks
+    test = context.test_probs
+    test_masks = {} if test is None else dict(zip(test.ids, masks_from_probs(test, decision)))
+    neighbourhoods = {int(f): fold_neighbourhood(context.mosaics, probs.ids, truth, masks, split == f, test_masks)
+                      for f in np.unique(split)}
+    kept, trials, masks = choose_rules(neighbourhoods, context.candidates, probs.ids, truth, masks, split,
+                                       context.min_images)
+    return replace(decision, rules=tuple(kept)), trials, masks
+
+
+def rule_context(work: WorkLayout, exp: ExperimentLayout, train, section) -> RuleContext | None:
+    """The context for tuning the rules (`section`: the config's tune section); None (and a line saying so)
+    when there is no mosaic yet."""
+    if not section.neighbour_rules:
+        return None
+    if not work.mosaic_json.exists():
+        print(f"neighbour rules: not tried ({work.mosaic_csv} is missing: run `python -m pipeline.mosaic`)")
+        return None
+    mosaic_made_from(work, train.digest)
+    test = load_probs(exp.test_probs) if exp.test_probs.exists() else None
+    needed = list(train.ids) + ([] if test is None else list(test.ids))
+    return RuleContext(read_mosaics(work.mosaic_csv, needed), test, tuple(section.neighbour_rules),
+                       section.rules_min_images)
+
+
 def oof_probs(exp: ExperimentLayout, folds: list[int]) -> Probs:
     return Probs.concat([load_probs(exp.oof_probs(fold)) for fold in folds])
 
 
 def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray, section,
-         exp: ExperimentLayout, stage: Stage | None = None) -> dict:
-    """Search, then write the per-image scores, the pictures and, last, tune.json; `probs` rows align with
-    the other arrays. `stage`: the tune stage whose record this is (none: a bare tune.json, for tests)."""
+         exp: ExperimentLayout, stage: Stage | None = None, context: RuleContext | None = None) -> dict:
+    """Search, then the neighbour rules (with a `context`), then write the per-image scores, the pictures and,
+    last, tune.json; `probs` rows align with the other arrays. `stage`: the tune stage whose record this is
+    (none: a bare tune.json, for tests)."""
     decision, cv, curves = search(probs, truth, section)
-    masks = masks_from_probs(probs, decision)
+    decision, trials, masks = neighbour_rules(probs, truth, split, decision, masks_from_probs(probs, decision), context)
     frame = analysis.per_image(probs.ids, split, truth, masks, probs.salt_prob)
     at_05 = mean_score(truth, masks_from_probs(probs, untuned(probs)))
-    result = {"decision": decision.to_dict(), "cv_score": round(cv, 5), "cv_score_at_0.5": round(float(at_05), 5),
+    result = {"decision": decision.to_dict(), "cv_score": round(float(frame["score"].mean()), 5),
+              "cv_score_at_0.5": round(float(at_05), 5),
               "fold_scores": {int(f): round(float(frame["score"][split == f].mean()), 5) for f in np.unique(split)},
               "images": int(len(truth)), "analysis": analysis.summary(frame)}
+    if trials:
+        result.update(cv_score_without_rules=round(cv, 5), neighbour_rules=trials)
     plots.threshold_curve(threshold_grid(section), curves, decision, exp.threshold_png,
                           f"{exp.root.name}: out-of-fold mAP vs threshold")
     pictures(exp, frame, images, truth, probs, masks, result["analysis"])
@@ -83,11 +166,19 @@ def pictures(exp: ExperimentLayout, frame, images, truth, probs: Probs, masks, s
     plots.coverage_bars(summary["by_coverage_class"], exp.coverage_png, f"{exp.root.name}: where the CV is lost")
 
 
+def rules_line(result: dict) -> str:
+    kept = set(result["decision"].get("rules", []))
+    said = [f"{rule} {t['gain']:+.4f} on {t['images']} images" + (" (kept)" if rule in kept else "")
+            for rule, t in result["neighbour_rules"].items()]
+    return (f"neighbour rules: {', '.join(said)}; CV {result['cv_score_without_rules']:.4f} without them, "
+            f"{result['cv_score']:.4f} with {', '.join(sorted(kept, key=list(RULES).index)) or 'none'}")
+
+
 def run_tune(name: str, section, layout, work: WorkLayout, force: bool = False) -> dict | None:
     """Tune experiment `name` on its stored out-of-fold probabilities (`section`: the config's tune section);
     None when tune.json is up to date for them and this section."""
     exp = work.experiment(name)
-    stage = tune_stage(exp, section)
+    stage = tune_stage(exp, section, work.mosaic_json)
     if not stage.begin(force):
         return None
     if not exp.predict_json.exists():
@@ -95,9 +186,12 @@ def run_tune(name: str, section, layout, work: WorkLayout, force: bool = False) 
     train = load_train(layout, work)
     split = read_folds(work, train.ids)["fold"].to_numpy()
     probs = oof_probs(exp, sorted(set(split))).subset(train.ids)
-    result = tune(probs, train.masks, train.images, split, section, exp, stage)
+    context = rule_context(work, exp, train, section)
+    result = tune(probs, train.masks, train.images, split, section, exp, stage, context)
     d = result["decision"]
     print(f"CV mAP {result['cv_score']:.4f} (at 0.5, untuned: {result['cv_score_at_0.5']:.4f}) with threshold "
           f"{d['threshold']}, min area {d['min_area']}, empty cut {d['empty_cut']}; wrote {exp.tune_json}")
+    if "neighbour_rules" in result:
+        print(rules_line(result))
     print("\n".join(analysis.report_lines(result["analysis"])))
     return result
