@@ -18,7 +18,7 @@ def test_overrides_come_after_the_separator_or_bare():
 def test_an_unknown_stage_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit:
         run.parse(["--only", "bake"])
-    assert exit.value.code == 2 and "unknown stage 'bake'; stages: folds train predict tune submit" in capsys.readouterr().err
+    assert exit.value.code == 2 and "unknown stage 'bake'; stages: mosaic folds train predict tune submit" in capsys.readouterr().err
 
 
 def test_kernel_mode_drops_finished_folds_resume_checkpoints(tmp_path):
@@ -54,7 +54,7 @@ def test_a_shipped_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch
 def test_the_command_names_its_commands(capsys):
     command.main([])
     assert "tgs-salt COMMAND" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="unknown command 'trian'; commands: run, folds, train"):
+    with pytest.raises(SystemExit, match="unknown command 'trian'; commands: run, mosaic, folds, train"):
         command.main(["trian"])
     modules = {p.stem for p in (paths.PACKAGE).glob("*.py")}
     assert set(command.COMMANDS) <= modules
