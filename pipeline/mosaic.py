@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     write_mosaics(work.mosaic_csv, mosaics)
     for old in work.mosaic_dir.glob("mosaic_*.png"):  # pictures of an earlier layout
         old.unlink()
-    plots.mosaics(mosaics, ids, tiles, dict(zip(train.ids, train.masks)), None, None,
+    plots.mosaics(mosaics, dict(zip(ids, tiles)), dict(zip(train.ids, train.masks)), None, None,
                   [work.mosaic_png(k) for k in range(MOSAIC_PICTURES)])
     stage.finish(**summary, shared_edges_continue=seams[0], seconds=round(seconds, 2))
     print(report(summary, seams, seconds))

@@ -47,8 +47,8 @@ def with_neighbours(layout: InputLayout, work: WorkLayout, exp, decision: Decisi
     mosaics = read_mosaics(work.mosaic_csv, list(train.ids) + list(probs.ids))
     truth, before = dict(zip(train.ids, train.masks)), dict(zip(probs.ids, masks))
     after = decide_test(mosaics, truth, before, decision.rules) if decision.rules else before
-    ids = np.concatenate([train.ids, probs.ids])
-    plots.mosaics(mosaics, ids, np.concatenate([train.images, test_images]), truth, after,
+    images = {**dict(zip(train.ids, train.images)), **dict(zip(probs.ids, test_images))}
+    plots.mosaics(mosaics, images, truth, after,
                   before if decision.rules else None, [exp.mosaic_png(k) for k in range(MOSAIC_PICTURES)],
                   f"{exp.root.name}: ")
     changed = sum(int((after[i] != before[i]).any()) for i in before)

@@ -170,14 +170,13 @@ class Grid:
         return True
 
 
-def assemble(ids: np.ndarray, found: pd.DataFrame, tiles: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(layout: id, mosaic, row, col; the accepted links), links taken best first. Mosaics are numbered by
+def assemble(ids: np.ndarray, found: pd.DataFrame, tiles: np.ndarray) -> pd.DataFrame:
+    """The layout (id, mosaic, row, col) of the links `found`, taken best first. Mosaics are numbered by
     size, largest first; rows and columns start at 0 in each; a tile in no mosaic is a mosaic of one."""
     grid = Grid(len(ids), lambda a, b, side: bool(seam_fits(*seams(tiles, np.array([a]), np.array([b]), side))))
-    taken = np.zeros(len(found), bool)
     ordered = found.sort_values("distance", kind="stable")
-    for n, (a, b, side) in enumerate(zip(ordered["a"], ordered["b"], ordered["side"])):
-        taken[n] = grid.add(int(a), int(b), SIDES[side])
+    for a, b, side in zip(ordered["a"], ordered["b"], ordered["side"]):
+        grid.add(int(a), int(b), SIDES[side])  # refused links change nothing
     owners = pd.Series(grid.owner)
     sizes = owners.map(owners.value_counts())
     # largest first, ties by the smallest id in them, so the numbering does not depend on the order of ids
@@ -188,8 +187,7 @@ def assemble(ids: np.ndarray, found: pd.DataFrame, tiles: np.ndarray) -> tuple[p
     frame = pd.DataFrame({"id": ids, "mosaic": owners.map(number).to_numpy(),
                           "row": grid.cell[:, 0], "col": grid.cell[:, 1]})
     frame[["row", "col"]] -= frame.groupby("mosaic")[["row", "col"]].transform("min").to_numpy()
-    frame = frame.sort_values(["mosaic", "row", "col"], kind="stable").reset_index(drop=True)
-    return frame, ordered[taken].reset_index(drop=True)
+    return frame.sort_values(["mosaic", "row", "col"], kind="stable").reset_index(drop=True)
 
 
 def neighbour_pairs(layout: pd.DataFrame) -> pd.DataFrame:
@@ -263,9 +261,9 @@ class Mosaics:
     def cells(self, mosaic: int) -> pd.DataFrame:
         return self.frame[self.frame["mosaic"] == mosaic]
 
-    def with_neighbour_in(self, ids, among) -> int:
-        """How many of `ids` have a 4-neighbour in `among` (test tiles with a training neighbour)."""
-        pairs = neighbour_pairs(self.frame)
+    def with_neighbour_in(self, ids, among, pairs: pd.DataFrame) -> int:
+        """How many of `ids` have a 4-neighbour in `among` (test tiles with a training neighbour); `pairs`:
+        the layout's neighbour pairs."""
         ids, among = set(ids), set(among)
         touching = {a for a, b in zip(pairs["a"], pairs["b"]) if b in among} | \
                    {b for a, b in zip(pairs["a"], pairs["b"]) if a in among}
@@ -281,22 +279,20 @@ class Mosaics:
                 "largest": {"tiles": int(len(largest)), "rows": int(largest["row"].max() + 1),
                             "cols": int(largest["col"].max() + 1)},
                 "neighbour_pairs": {str(k): int(v) for k, v in pairs["side"].value_counts().items()},
-                "test_with_train_neighbour": self.with_neighbour_in(test_ids, train_ids),
+                "test_with_train_neighbour": self.with_neighbour_in(test_ids, train_ids, pairs),
                 "test_tiles": len(test_ids)}
 
 
 def build(ids: np.ndarray, tiles: np.ndarray, settings: MatchSettings = MatchSettings()) -> Mosaics:
-    layout, _ = assemble(np.asarray(ids, str), all_links(tiles, settings), tiles)
-    return Mosaics(layout)
+    return Mosaics(assemble(np.asarray(ids, str), all_links(tiles, settings), tiles))
 
 
-def canvas(cells: pd.DataFrame, index: pd.Series, stack: np.ndarray, fill=0) -> np.ndarray:
-    """One mosaic as one array: each tile's entry of `stack` (images or masks, by row of `index`) at its
-    cell; empty cells hold `fill`."""
+def canvas(cells: pd.DataFrame, tile_of, fill, dtype) -> np.ndarray:
+    """One mosaic as one array: `tile_of(id)` (an image or mask) at each tile's cell; empty cells hold `fill`."""
     rows, cols = int(cells["row"].max()) + 1, int(cells["col"].max()) + 1
-    out = np.full((rows * SIZE, cols * SIZE) + stack.shape[3:], fill, stack.dtype)
+    out = np.full((rows * SIZE, cols * SIZE), fill, dtype)
     for tile, r, c in zip(cells["id"], cells["row"], cells["col"]):
-        out[r * SIZE:(r + 1) * SIZE, c * SIZE:(c + 1) * SIZE] = stack[index[tile]]
+        out[r * SIZE:(r + 1) * SIZE, c * SIZE:(c + 1) * SIZE] = tile_of(tile)
     return out
 
 
@@ -325,16 +321,19 @@ def read_mosaics(path, needed_ids) -> Mosaics:
     return Mosaics(frame)
 
 
-def layers(mosaics: Mosaics, mosaic: int, index: pd.Series, stacks: dict) -> dict:
-    """Canvases of one mosaic for its picture: `stacks` hold per-tile arrays by row of `index` (image, is_test,
-    truth; optionally pred and before: the masks before the neighbour rules)."""
+def layers(mosaics: Mosaics, mosaic: int, images: dict, truth: dict, pred: dict | None = None,
+           before: dict | None = None) -> dict:
+    """Canvases of one mosaic for its picture, from id -> array maps: the images, the training masks (a tile
+    without one is a test tile), optionally the predicted masks and those before the neighbour rules."""
     cells = mosaics.cells(mosaic)
-    out = {"empty": canvas(cells, index, np.zeros((len(index), SIZE, SIZE), bool), True)}
-    for key, stack in stacks.items():
-        if stack is not None and key != "before":
-            out[key] = canvas(cells, index, stack if stack.ndim == 3 else np.broadcast_to(
-                stack[:, None, None], (len(stack), SIZE, SIZE)))
-    if stacks.get("before") is not None:
-        before = canvas(cells, index, stacks["before"])
-        out["added"], out["removed"] = out["pred"] & ~before, before & ~out["pred"]
+    blank = np.zeros((SIZE, SIZE), bool)
+    mask_of = lambda masks: canvas(cells, lambda tile: masks.get(tile, blank), False, bool)
+    out = {"image": canvas(cells, images.__getitem__, 0, np.uint8), "empty": canvas(cells, lambda t: blank, True, bool),
+           "is_test": canvas(cells, lambda tile: np.full((SIZE, SIZE), tile not in truth), False, bool),
+           "truth": mask_of(truth)}
+    if pred is not None:
+        out["pred"] = mask_of(pred)
+    if before is not None:
+        earlier = mask_of(before)
+        out["added"], out["removed"] = out["pred"] & ~earlier, earlier & ~out["pred"]
     return out

@@ -151,22 +151,18 @@ def mosaic_rgb(layers: dict, scale: int) -> np.ndarray:
     return rgb
 
 
-def mosaics(layout, ids, images, truth: dict, pred: dict | None, before: dict | None, paths: list[Path],
+def mosaics(layout, images: dict, truth: dict, pred: dict | None, before: dict | None, paths: list[Path],
             title: str = "") -> None:
-    """Pictures of the largest mosaics (those with salt in a training mask first), one per path: tiles in place, the training masks (`truth`: id -> mask)
-    outlined green; with `pred` (id -> mask) the predicted masks yellow, and with `before` (the masks before
-    the neighbour rules) the pixels the rules added red and removed cyan."""
+    """Pictures of the largest mosaics (those with salt in a training mask first), one per path: tiles in
+    place, the training masks (`truth`: id -> mask) outlined green; with `pred` (id -> mask) the predicted
+    masks yellow, and with `before` (the masks before the neighbour rules) the pixels the rules added red
+    and removed cyan; `images`: id -> image."""
     from .mosaic import layers
-    index = pd.Series(np.arange(len(ids)), index=ids)
-    stack = lambda masks: None if masks is None else np.stack(
-        [masks.get(i, np.zeros(images.shape[1:], bool)) for i in ids])
-    stacks = {"image": images, "is_test": np.array([i not in truth for i in ids]), "truth": stack(truth),
-              "pred": stack(pred), "before": stack(before)}
     salty = layout.frame.assign(salt=[bool(truth[i].any()) if i in truth else False for i in layout.frame["id"]])
     ranks = salty.groupby("mosaic").agg(n=("id", "size"), salt=("salt", "any"))
     ranks = ranks[ranks["n"] > 1].sort_values(["salt", "n"], ascending=False, kind="stable")  # salt worth seeing first
     for path, (mosaic, n) in zip(paths, ranks["n"].items()):
-        mosaic_picture(layers(layout, int(mosaic), index, stacks), path, (
+        mosaic_picture(layers(layout, int(mosaic), images, truth, pred, before), path, (
             f"{title}mosaic {mosaic}: {n} tiles (blue tint: test; green: training mask"
             + ("; yellow: predicted mask" if pred is not None else "")
             + ("; red/cyan: pixels the neighbour rules added/removed" if before is not None else "") + ")"))
