@@ -20,9 +20,9 @@ import pandas as pd
 
 from .lib import cli
 from .lib.config import load_config
-from .lib.data import load_train
 from .lib.errors import PipelineError, run_stage
-from .lib.folds import fold_list, read_folds
+from .lib.fold_data import FoldInputs
+from .lib.folds import fold_list
 from .lib.inference import tuned_score
 from .lib.paths import WorkLayout
 from .lib.report import markdown_table
@@ -68,15 +68,14 @@ def main(argv=None) -> None:
                             f"({', '.join(f'{k} by {kind}' for k, kind in splits)})")
     layout, work = cli.layouts(args, n_folds=splits[0][0], split=splits[0][1])
     folds = fold_list(args.fold, work)
-    train = load_train(layout, work)  # loaded once: every config is scored on the same images
-    split = read_folds(work, train.ids)["fold"].to_numpy()
+    inputs = FoldInputs.load(layout, work)  # loaded once: every config is scored on the same images
     tuned = {}
     for config in configs:
         for fold in folds:
-            train_fold(config, layout, work, fold, resume=True)
-        tuned[config.name] = tuned_score(config, work, train, split, folds, pick_device())
+            train_fold(config, layout, inputs, fold, resume=True)
+        tuned[config.name] = tuned_score(inputs, config, folds, pick_device())
     table = summarize(work, args.configs, folds, tuned, args.fold)
-    out = args.out or work.root / "experiments" / "ablations.md"
+    out = args.out or work.ablations_md
     write_text(out, markdown(table))
     print(table.to_string(index=False))
     print(f"wrote {out}")

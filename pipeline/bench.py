@@ -8,13 +8,14 @@ figures are scaled to the real sizes, and the JSON says so). Ratios between figu
 comparable; absolute times mean something only on the device they were taken on, so the JSON starts with
 the device's fp32 matmul speed (2048², GFLOP/s) to compare machines by. On CPUs it also times the ways to
 run the CPU recipe's network that were considered for prediction (eager channels-last in float32 and in bf16,
-which predict uses on CPUs with AMX tiles; BatchNorm folded; torch.compile; ONNX Runtime).
+which predict uses on CPUs with AMX tiles; torch.compile; ONNX Runtime). Training throughput is the real
+Trainer's step (`Trainer.optimizer_step`: precision, grad scaler, clipping, EMA, deep supervision, image head
+and the loss of each phase), on batches its own loader made.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import tempfile
 import time
@@ -23,27 +24,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from .lib import paths, rle
-from .lib.augment import build_augment
+from .lib.batches import training_batches
+from .lib.checkpoints import CheckpointSaver
 from .lib.config import load_config
 from .lib.data import load_test, load_train
-from .lib.dataset import SaltDataset
 from .lib.demo_data import make_demo
-from .lib.device_batches import DeviceBatches
+from .lib.distributed import ALONE
 from .lib.errors import PipelineError, run_stage
-from .lib.fusion import folded
-from .lib.geometry import from_canvas
-from .lib.inference import Predictor, tuned_score
-from .lib.folds import make_folds, read_folds, write_folds
-from .lib.losses import make_loss
-from .lib.mosaic import build
+from .lib.fold_data import FoldData, FoldInputs, Images
+from .lib.folds import make_folds, write_folds
+from .lib.inference import InferenceSettings, Predictor, tuned_score
 from .lib.metric import threshold_grid_scores
 from .lib.models import build_model
-from .lib.paths import CONFIG_DIR, InputLayout, WorkLayout
-from .lib.runtime import autocast, inference_precision, make_optimizer, memory_format
+from .lib.mosaic import build
+from .lib.paths import CONFIG_DIR, ExperimentLayout, InputLayout, WorkLayout
+from .lib.runtime import Precision, memory_format
 from .lib.store import to_levels, write_json
+from .lib.training import EpochLog, Trainer, loss_for_epoch
 
 REAL_TRAIN, REAL_TEST = 3200, 18800
 
@@ -81,22 +80,12 @@ def bench_mosaic(tiles: np.ndarray) -> dict:
             "tiles_placed": int(mosaics.sizes[mosaics.sizes > 1].sum())}
 
 
-def bench_loader(train, config, batches: int) -> float:
-    dataset = SaltDataset(train.images, train.depths, config.data, train.masks, build_augment(config.augment))
-    loader = DataLoader(dataset, batch_size=config.train.batch_size, shuffle=True, drop_last=True,
-                        num_workers=min(config.train.num_workers, os.cpu_count() or 1))
-    started, seen = time.perf_counter(), 0
-    for n, (x, _) in enumerate(loader):
-        seen += len(x)
-        if n + 1 >= batches:
-            break
-    return seen / (time.perf_counter() - started)
-
-
-def bench_device_batches(train, config, device: torch.device, batches: int) -> float:
-    """The same augmentations done on whole batches on `device` (train.gpu_augment)."""
-    loader = DeviceBatches(train.images, train.depths, train.masks, config, device, torch.Generator().manual_seed(0))
-    next(iter(loader))
+def loader_rate(train, config, device: torch.device, batches: int) -> float:
+    """Samples/s of the training loader the config trains with (`train.gpu_augment` picks which)."""
+    loader = training_batches(config, all_images(train), device, ALONE, 0)
+    loader.set_epoch(0)
+    if config.train.gpu_augment:
+        next(iter(loader))  # warm-up: the set moves to the device
     sync(device)
     started, seen = time.perf_counter(), 0
     for n, (x, _) in enumerate(loader):
@@ -107,35 +96,48 @@ def bench_device_batches(train, config, device: torch.device, batches: int) -> f
     return seen / (time.perf_counter() - started)
 
 
-def bench_model(config, images: np.ndarray, device: torch.device, steps: int) -> dict:
-    """Training throughput of the config's model on random 128x128 batches, and flip-TTA inference
-    throughput of the inference path (`Predictor`) on `images`."""
+def all_images(train) -> Images:
+    return Images(train.ids, train.images, train.depths, train.masks)
+
+
+def bench_trainer(config, train, device: torch.device) -> Trainer:
+    """The config's real Trainer on `train` (a few of its images as the validation set), writing nothing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        exp = ExperimentLayout(Path(tmp))
+        saver = CheckpointSaver(exp, 0, config, writes=False)
+        log = EpochLog(exp.log_csv(0), exp.curves_png(0), "bench")
+    images = all_images(train)
+    return Trainer(config, FoldData(images, images[:8]), saver, log, device, pretrained=False)
+
+
+def train_rate(trainer: Trainer, epoch: int, steps: int) -> float:
+    """Images/s of the Trainer's optimiser step with the loss of `epoch`'s phase, on one batch its loader
+    made (the loader's own speed is timed apart)."""
+    loss_fn = loss_for_epoch(trainer.config.train, epoch)
+    x, y = next(iter(trainer.batches))
+    total = torch.zeros((), device=trainer.device)
+    trainer.nets.model.train()
+    trainer.optimizer_step(x, y, loss_fn, total)  # warm-up: allocations, cudnn autotuning
+    sync(trainer.device)
+    seconds = timed(lambda: ([trainer.optimizer_step(x, y, loss_fn, total) for _ in range(steps)],
+                             sync(trainer.device)))
+    return round(steps * len(x) / seconds, 1)
+
+
+def bench_model(config, train, images: np.ndarray, device: torch.device, steps: int) -> dict:
+    """Training throughput of the config's Trainer step (each loss phase) and flip-TTA inference throughput
+    of the inference path (`Predictor`) on `images`."""
+    trainer = bench_trainer(config, train, device)
     t = config.train
-    model = memory_format(build_model(config.model, config.in_channels, pretrained=False).to(device), t.channels_last)
-    optimizer, loss_fn = make_optimizer(t, model), make_loss(t.loss)
-    x = memory_format(torch.randn(t.batch_size, config.in_channels, 128, 128, device=device), t.channels_last)
-    y = (torch.rand(t.batch_size, 1, 101, 101, device=device) > 0.5).float()
-
-    def train_step():
-        with autocast(t.amp, device):
-            logits, _ = model(x)
-            loss = loss_fn(from_canvas(logits.float(), "pad128"), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    model.train()
-    train_step()  # warm-up: allocations, cudnn autotuning
-    sync(device)
-    train_s = timed(lambda: ([train_step() for _ in range(steps)], sync(device)))
-    out = {"train_images_per_s": round(steps * t.batch_size / train_s, 1),
-           "infer_images_per_s": infer_rate(model, config, device, images),  # the path predict takes
-           }
+    out = {"train_images_per_s": train_rate(trainer, 0, steps)}
+    if t.switch_epoch is not None:
+        out["train_images_per_s_after_switch"] = train_rate(trainer, t.switch_epoch, steps)
+    model = trainer.nets.evaluated
+    out["infer_images_per_s"] = infer_rate(model, InferenceSettings.of(config, device), images)
     if device.type == "cpu":  # the setting before channels-last: contiguous tensors, batches of 256
-        before = config.model_copy(update={"train": t.model_copy(update={"channels_last": False}),
-                                           "predict": config.predict.model_copy(update={"batch_size": 256})})
+        before = InferenceSettings.of(config, device).but(channels_last=False, batch_size=256)
         out["infer_images_per_s_contiguous_256"] = infer_rate(model.to(memory_format=torch.contiguous_format),
-                                                              before, device, images)
+                                                              before, images)
     return out
 
 
@@ -168,36 +170,35 @@ class OnnxRunner(torch.nn.Module):
 
 def inference_options(config, images: np.ndarray) -> dict:
     """Flip-TTA views/s of ways to run the same network on the CPU: eager channels-last in float32 and in
-    bf16 (predict's path: bf16 where the CPU has AMX tiles, `predict.cpu_precision`), BatchNorm folded into
-    the convolutions, torch.compile, ONNX Runtime (when installed). The network has random weights here;
-    docs/results.md has the same comparison on trained checkpoints, with their mAP."""
+    bf16 (predict's path: bf16 where the CPU has AMX tiles, `predict.cpu_precision`), torch.compile, ONNX
+    Runtime (when installed). The network has random weights here; docs/results.md has the same comparison
+    on trained checkpoints, with their mAP (and BatchNorm folded into the convolutions, no faster)."""
     model = memory_format(build_model(config.model, config.in_channels, pretrained=False).eval(), True)
     example = memory_format(torch.randn(config.predict.batch_size, config.in_channels, 128, 128), True)
-    chosen = inference_precision(config.train.amp, config.predict.cpu_precision, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    settings = InferenceSettings.of(config, cpu)
+    as_float32, as_bf16 = settings.but(precision=Precision("none", "cpu")), settings.but(precision=Precision("bf16", "cpu"))
     with tempfile.TemporaryDirectory() as tmp:
-        ways = {"eager_channels_last": ("float32", lambda: model),
-                "eager_channels_last_bf16": ("bf16", lambda: model),
-                "bn_folded": ("float32", lambda: folded(model, example)),
-                "torch_compile": ("float32", lambda: torch.compile(model)),
-                "onnxruntime": ("float32", lambda: OnnxRunner(folded(model, example), example, Path(tmp)))}
-        out = {"predict_uses": "eager_channels_last_bf16" if chosen == "bf16" else "eager_channels_last"}
-        for name, (precision, make) in ways.items():
-            run_as = config.model_copy(update={"predict": config.predict.model_copy(update={"cpu_precision": precision})})
+        ways = {"eager_channels_last": (as_float32, lambda: model),
+                "eager_channels_last_bf16": (as_bf16, lambda: model),
+                "torch_compile": (as_float32, lambda: torch.compile(model)),
+                "onnxruntime": (as_float32, lambda: OnnxRunner(model, example, Path(tmp)))}
+        out = {"predict_uses": "eager_channels_last_bf16" if settings.precision.name == "bf16" else "eager_channels_last"}
+        for name, (run_as, make) in ways.items():
             try:
-                out[name] = infer_rate(make(), run_as, torch.device("cpu"), images)
+                out[name] = infer_rate(make(), run_as, images)
             except Exception as err:  # an option this machine cannot run (no compiler, no onnxruntime)
                 out[name] = f"not measured: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
     return out
 
 
-def infer_rate(model, config, device: torch.device, images: np.ndarray) -> float:
+def infer_rate(model, settings: InferenceSettings, images: np.ndarray) -> float:
     """Flip-TTA inference throughput of the inference path, counting both views of each image."""
-    predictor = Predictor([model], config.model_copy(update={"predict": config.predict.model_copy(
-        update={"tta": "hflip"})}), device)
+    predictor = Predictor([model], settings.but(tta="hflip"))
     depths = np.zeros(len(images), np.float32)
-    warm = config.predict.batch_size
+    warm = settings.batch_size
     predictor(images[:warm], depths[:warm])  # warm-up at the timed batch size (torch.compile compiles per shape)
-    seconds = timed(lambda: (predictor(images, depths), sync(device)))
+    seconds = timed(lambda: (predictor(images, depths), sync(settings.device)))
     return round(2 * len(images) / seconds, 1)
 
 
@@ -205,15 +206,13 @@ def precision_on_trained_folds(config_path: Path, layout: InputLayout, work: Wor
     """CPU prediction in float32 and in bf16 on an experiment's trained folds: views/s (flip TTA, loading
     the checkpoints included) and the k-fold CV mAP under one tuned decision, as `tune` scores it."""
     config = load_config(config_path)
-    work = replace(work, n_folds=config.data.n_folds, split=config.data.split)
-    train = load_train(layout, work)  # an untrained fold is a one-line error from the first prediction
-    split = read_folds(work, train.ids)["fold"].to_numpy()
+    inputs = FoldInputs.load(layout, replace(work, n_folds=config.data.n_folds, split=config.data.split))
     out = {"experiment": config.name}
     for precision in ("float32", "bf16"):
         run_as = config.model_copy(update={"predict": config.predict.model_copy(update={"cpu_precision": precision})})
         started = time.perf_counter()
-        score = tuned_score(run_as, work, train, split, sorted(set(split.tolist())), torch.device("cpu"))
-        out[precision] = {"views_per_s": round(2 * len(split) / (time.perf_counter() - started), 1),
+        score = tuned_score(inputs, run_as, inputs.folds, torch.device("cpu"))  # an untrained fold: one line
+        out[precision] = {"views_per_s": round(2 * len(inputs.split) / (time.perf_counter() - started), 1),
                           "cv_tuned_mAP": score}
     return out
 
@@ -239,19 +238,25 @@ def bench(layout: InputLayout, device: torch.device, steps: int) -> dict:
             REAL_TRAIN + REAL_TEST) / (len(train.ids) + test_count), 3)
     result["mosaic_seconds"] = bench_mosaic(np.concatenate([train.images, test_images]))
     default = load_config(CONFIG_DIR / "default.yaml")
-    result["loader_samples_per_s"] = round(bench_loader(train, default, batches=max(steps, 20)), 1)
-    result["loader_samples_per_s_device_batches"] = round(bench_device_batches(train, default, device, 40), 1)
+    on_device = default.model_copy(update={"train": default.train.model_copy(update={"gpu_augment": True})})
+    result["loader_samples_per_s"] = round(loader_rate(train, default, device, batches=max(steps, 20)), 1)
+    result["loader_samples_per_s_device_batches"] = round(loader_rate(train, on_device, device, 40), 1)
     images = np.resize(train.images, (steps * 64, 101, 101))
     for name in ("default", "cpu"):
-        result[name] = bench_model(load_config(CONFIG_DIR / f"{name}.yaml"), images, device, steps)
+        result[name] = bench_model(load_config(CONFIG_DIR / f"{name}.yaml"), train, images, device, steps)
     if device.type == "cpu":
         result["cpu_inference_options_views_per_s_random_weights"] = inference_options(load_config(CONFIG_DIR / "cpu.yaml"), images)
-    masks = np.resize(train.masks, (REAL_TRAIN, 101, 101))
+    return {**result, **bench_after_training(train.masks, device)}
+
+
+def bench_after_training(masks: np.ndarray, device: torch.device) -> dict:
+    """Tuning and encoding at the real sizes, and the run's peak memory."""
+    masks = np.resize(masks, (REAL_TRAIN, 101, 101))
     rng = np.random.default_rng(0)
     probs = to_levels(np.clip(masks * 0.7 + rng.random(masks.shape, np.float32) * 0.5, 0, 1))
-    result["tune_seconds"] = round(timed(lambda: threshold_grid_scores(probs, masks, np.linspace(0.2, 0.8, 50)),
-                                         repeat=2), 3)
-    many = np.resize(train.masks, (REAL_TEST, 101, 101))
+    result = {"tune_seconds": round(timed(lambda: threshold_grid_scores(probs, masks, np.linspace(0.2, 0.8, 50)),
+                                          repeat=2), 3)}
+    many = np.resize(masks, (REAL_TEST, 101, 101))
     result["rle_encode_seconds"] = round(timed(lambda: rle.encode_many(many), repeat=2), 3)
     result["peak_memory_mb"] = {"host": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if device.type == "cuda":
@@ -272,7 +277,7 @@ def main(argv=None) -> None:
     if args.trained:
         result = precision_on_trained_folds(args.trained, InputLayout(paths.input_dir(args.input)),
                                             WorkLayout(paths.work_dir(args.workdir)))
-        write_json(Path(args.out or paths.home() / "bench" / "precision.json"), result)
+        write_json(Path(args.out or WorkLayout(paths.home()).precision_json), result)
         print(json.dumps(result, indent=2))
         return
     device = torch.device(args.device)
@@ -280,7 +285,7 @@ def main(argv=None) -> None:
         raise PipelineError("--device cuda, but torch sees no GPU; use --device cpu")
     steps = args.steps or (30 if device.type == "cuda" else 3)
     result = bench(InputLayout(paths.input_dir(args.input)), device, steps)
-    out = Path(args.out or paths.home() / "bench" / "bench.json")
+    out = Path(args.out or WorkLayout(paths.home()).bench_json)
     write_json(out, result)
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")

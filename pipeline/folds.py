@@ -28,7 +28,7 @@ def fold_kind(args) -> tuple[int, str]:
     if args.config:
         if args.split:
             raise PipelineError("--split and --config both say which split; give one (data.split in the config)")
-        data = load_config(args.config, args.overrides).data
+        data = load_config(args.config, args.overrides, encoder=False).data
         return data.n_folds, data.split
     return args.n_folds or N_FOLDS, args.split or "coverage"
 

@@ -19,7 +19,7 @@ import pandas as pd
 from .lib import cli, kaggle_api, leaderboard, report
 from .lib.data import load_test, load_train
 from .lib.errors import PipelineError, run_stage
-from .lib.folds import read_folds, split_digest
+from .lib.fold_data import FoldInputs
 from .lib.paths import WorkLayout
 from .lib.postprocess import stored_decision
 from .lib.records import ensemble_states, experiment_states
@@ -48,10 +48,8 @@ class StateReader:
                 raise PipelineError(f"{exp.predict_json} names no member experiments; make it again with submit --experiments")
             return ensemble_states(exp, members, section, stored_decision(exp), ids, self.work.submission_csv(exp.root.name),
                                    self.work.mosaic_json)
-        work = WorkLayout(self.work.root, config.data.n_folds, config.data.split)
-        frame = read_folds(work, train.ids)
-        return experiment_states(config, work, train.digest, test.digest, split_digest(frame),
-                                 sorted(set(frame["fold"].tolist())), stored_decision(exp), ids)
+        inputs = FoldInputs.of(train, WorkLayout(self.work.root, config.data.n_folds, config.data.split))
+        return experiment_states(config, inputs, test.digest, stored_decision(exp), ids)
 
 
 def fetch_lb(work: WorkLayout, names: list[str]) -> None:

@@ -17,13 +17,12 @@ import numpy as np
 
 from .lib import cli
 from .lib.config import load_config
-from .lib.data import load_test, load_train
+from .lib.data import load_test
 from .lib.distributed import local_devices, spread, tune_kernels
-from .lib.errors import PipelineError, run_stage
-from .lib.folds import read_folds, split_digest
+from .lib.errors import run_stage
+from .lib.fold_data import FoldInputs
 from .lib.inference import out_of_fold
-from .lib.records import check_fold, fold_identity, predict_stage
-from .lib.runtime import inference_precision
+from .lib.records import predict_stage
 from .lib.store import Probs, save_probs, to_levels
 
 
@@ -41,17 +40,10 @@ class FoldSums:
 
 def predict(config, layout, work, force: bool = False) -> None:
     exp = work.experiment(config.name)
-    train, test = load_train(layout, work), load_test(layout, work)
-    frame = read_folds(work, train.ids)
-    split = frame["fold"].to_numpy()
-    folds = sorted(set(split.tolist()))
-    split_id = split_digest(frame)
-    trained_for = fold_identity(config, work, train.digest, split_id)
-    for fold in folds:  # every fold must be trained for exactly this config, data and split
-        if not check_fold(exp, fold, trained_for):
-            raise PipelineError(f"fold {fold} of '{config.name}' is not trained; run "
-                                f"`python -m pipeline.train --config ... --fold {fold}` first")
-    stage = predict_stage(config, exp, folds, train.digest, test.digest, split_id)
+    inputs, test = FoldInputs.load(layout, work), load_test(layout, work)
+    folds = inputs.folds
+    inputs.require_trained(config, folds)  # before anything is predicted
+    stage = predict_stage(config, exp, folds, inputs.train.digest, test.digest, inputs.split_digest)
     if not stage.begin(force):
         return
     devices = local_devices()
@@ -60,10 +52,9 @@ def predict(config, layout, work, force: bool = False) -> None:
     sums = FoldSums(test.images.shape)
 
     def one_fold(fold, device):
-        probs, predictor = out_of_fold(config, exp, train.ids, train.images, train.depths, split, fold, device)
+        probs, predictor = out_of_fold(inputs, config, fold, device)
         sums.add(predictor(test.images, test.depths, f"fold {fold} test"))
-        precision = inference_precision(config.train.amp, config.predict.cpu_precision, device)
-        print(f"fold {fold}: {len(predictor.models)} model(s) on {device} ({precision}), {len(probs.ids)} "
+        print(f"fold {fold}: {len(predictor.models)} model(s) on {device} ({predictor.settings.precision}), {len(probs.ids)} "
               f"out-of-fold and {len(test.ids)} test images", flush=True)
         return probs
 

@@ -59,7 +59,7 @@ def main(argv=None) -> None:
     p.add_argument("--high", type=float, default=0.8)
     p.add_argument("--confident", type=float, default=0.9, help="share of pixels that must be confident")
     args = p.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, encoder=False)
     _, work = cli.layouts(args)
     pseudo_label(work, config.name, args.low, args.high, args.confident)
 

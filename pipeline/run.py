@@ -243,7 +243,7 @@ def pipeline(args: argparse.Namespace) -> None:
     config = choose_config(args, demo, gpus := gpu_count())
     lock(work)
     io = ["--input", str(data), "--workdir", str(work)]
-    status = call(module("status", "--config", config, *io, *args.overrides), capture=True)  # what is up to date
+    status = call(module("status", "--config", config, "--check-encoder", *io, *args.overrides), capture=True)  # what is up to date
     print(status, end="", flush=True)
     name = status.split()[1]  # "experiment <name> ..."
     stages(args, config, io, gpus)

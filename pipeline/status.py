@@ -7,28 +7,30 @@ changed) or missing, without running anything.
 from __future__ import annotations
 
 from .lib import cli
-from .lib.config import load_config
-from .lib.data import load_test, load_train
+from .lib.config import check_encoder, load_config
 from .lib.errors import PipelineError, run_stage
-from .lib.folds import read_folds, split_digest
-from .lib.postprocess import stored_decision
-from .lib.mosaic import MatchSettings
-from .lib.records import experiment_states, mosaic_stage, say
-from .lib.submission import sample_ids
 
 
 def report(config, layout, work) -> None:
+    # the data and records load torch: imported once the config is known good, so that a config error (and
+    # `--name`) answers at once
+    from .lib.data import load_test, load_train
+    from .lib.fold_data import FoldInputs
+    from .lib.mosaic import MatchSettings
+    from .lib.postprocess import stored_decision
+    from .lib.records import experiment_states, mosaic_stage, say
+    from .lib.submission import sample_ids
+
     exp = work.experiment(config.name)
     train, test = load_train(layout, work), load_test(layout, work)
     say("mosaic", mosaic_stage(work, train.digest, test.digest, MatchSettings().to_dict()).state())
     try:
-        frame = read_folds(work, train.ids)
+        inputs = FoldInputs.load(layout, work)
     except PipelineError as err:
         say("folds", ("missing", [str(err)]))
         return
     say("folds", ("up to date", []))
-    states = experiment_states(config, work, train.digest, test.digest, split_digest(frame),
-                               sorted(set(frame["fold"].tolist())), stored_decision(exp), sample_ids(layout))
+    states = experiment_states(config, inputs, test.digest, stored_decision(exp), sample_ids(layout))
     for stage, status in states.items():
         say(stage, status)
 
@@ -37,9 +39,13 @@ def main(argv=None) -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--config", required=True)
     p.add_argument("--name", action="store_true", help="print only the experiment's name")
+    p.add_argument("--check-encoder", action="store_true",
+                   help="check the encoder's name against the installed smp and timm too (run.sh does, first)")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides, encoder=False)
+    if args.check_encoder:
+        check_encoder(config)
     if args.name:
         print(config.name)
         return

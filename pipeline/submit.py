@@ -89,7 +89,7 @@ def ensemble(layout: InputLayout, work: WorkLayout, names: list[str]) -> str:
     for exp in exps:
         if not exp.config_yaml.exists():
             raise PipelineError(f"experiment '{exp.root.name}' has no {exp.config_yaml}; train and predict it first")
-    configs = [load_config(e.config_yaml) for e in exps]
+    configs = [load_config(e.config_yaml, encoder=False) for e in exps]
     splits = sorted({(c.data.n_folds, c.data.split) for c in configs})
     if len(splits) > 1:  # their out-of-fold files cover different images per fold
         raise PipelineError(f"experiments {', '.join(names)} were trained on different splits "
@@ -126,7 +126,7 @@ def main(argv=None) -> None:
     layout, work = cli.layouts(args)
     names = [n for n in (args.experiments or "").split(",") if n]
     if args.config:
-        name = load_config(args.config, args.overrides).name
+        name = load_config(args.config, args.overrides, encoder=False).name
     else:
         name = names[0] if len(names) == 1 else ensemble(layout, work, names)
     decision = stored_decision(work.experiment(name))

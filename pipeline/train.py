@@ -14,7 +14,8 @@ from .lib.config import load_config
 from .lib.distributed import Rank, finish
 from .lib.errors import run_stage
 from .lib.folds import fold_list
-from .lib.training import fold_inputs, pending_folds, train_fold
+from .lib.fold_data import FoldInputs
+from .lib.training import pending_folds, train_fold
 
 
 def main(argv=None) -> None:
@@ -31,8 +32,8 @@ def main(argv=None) -> None:
     rank.limit_threads()
     device = rank.device()
     asked = fold_list(args.fold, work)
-    inputs = fold_inputs(config, layout, work)  # loaded and digested once for every fold
-    pending = pending_folds(config, work, inputs, asked, args.force)
+    inputs = FoldInputs.load(layout, work)  # loaded and digested once for every fold
+    pending = pending_folds(config, inputs, asked, args.force)
     if rank.rank == 0:
         for fold in sorted(set(asked) - set(pending)):
             print(f"fold {fold}: up to date ({work.experiment(config.name).done_marker(fold)}); pass --force to retrain")
@@ -42,7 +43,7 @@ def main(argv=None) -> None:
             f"fold {fold}" + (f" (DDP, process {group.member + 1} of {group.size})" if group.size > 1 else "")
             for fold, group in plan) or "nothing to train"), flush=True)
     for fold, group in plan:
-        train_fold(config, layout, work, fold, args.resume, args.force, device, group, inputs)
+        train_fold(config, layout, inputs, fold, args.resume, args.force, device, group)
     finish()
 
 

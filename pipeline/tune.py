@@ -20,7 +20,7 @@ def main(argv=None) -> None:
     p.add_argument("--force", action="store_true", help="tune again even when tune.json is up to date")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides, encoder=False)
     layout, work = cli.layouts(args, n_folds=config.data.n_folds, split=config.data.split)
     run_tune(config.name, config.tune, layout, work, args.force)
 

@@ -2,7 +2,8 @@
 import pytest
 import yaml
 
-from pipeline.lib.config import Config, load_config, parse_override, save_config
+from pipeline.lib import names
+from pipeline.lib.config import Config, check_encoder, load_config, parse_override, save_config
 from pipeline.lib.errors import PipelineError
 from pipeline.lib.paths import CONFIG_DIR
 
@@ -156,3 +157,56 @@ def test_saved_config_loads_back_identical(tmp_path):
     assert load_config(tmp_path / "default.yaml").model_dump(exclude=internal) == config.model_dump(exclude=internal)
     assert Config.model_validate(config.resolved()) == config.model_copy(update={"origin": {}})
     assert config.origin == {"config_file": str(CONFIG_DIR / "default.yaml"), "overrides": ["train.lr=3e-4"]}
+
+
+LIGHT_CHECK = """
+import sys
+from pipeline.lib.config import load_config
+from pipeline.lib.errors import PipelineError
+load_config("cpu", ["train.lr=0.002"], encoder=False)
+try:
+    load_config("cpu", ["train.epochs=0"])
+except PipelineError:
+    pass
+print(sorted(m for m in ("torch", "segmentation_models_pytorch", "timm", "albumentations", "cv2") if m in sys.modules))
+"""
+
+
+def test_reading_a_config_and_its_errors_load_no_model_library():
+    """The config is data: reading one, and refusing a bad one, need neither torch nor smp (status answers
+    at once; a config error does not wait for them)."""
+    import subprocess
+    import sys
+    from pipeline.lib.paths import REPO
+    out = subprocess.run([sys.executable, "-c", LIGHT_CHECK], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_encoder_is_checked_against_the_libraries_only_when_asked():
+    config = load_config(DEMO, ["model.encoder=resnet35"], encoder=False)  # status, tune: no model is built
+    with pytest.raises(PipelineError, match=r"config .*demo.yaml with model.encoder=resnet35: model\.encoder = "):
+        check_encoder(config)
+
+
+def registries():
+    from pipeline.lib import geometry, losses, models, neighbours, runtime
+    return {"input modes": (names.INPUT_MODES, geometry.MODES), "tta": (names.TTA, geometry.TTA),
+            "losses": (names.LOSSES, losses.LOSSES), "neighbour rules": (names.NEIGHBOUR_RULES, neighbours.RULES),
+            "optimizers": (names.OPTIMIZERS, runtime.OPTIMIZERS), "archs": (names.ARCHS, models.ARCHS),
+            "attention": (names.ATTENTION, models.ATTENTION)}
+
+
+@pytest.mark.parametrize("registry", list(registries()))
+def test_every_registry_implements_the_names_the_config_checks(registry):
+    listed, table = registries()[registry]
+    assert tuple(table) == listed
+
+
+def test_a_registry_that_differs_from_its_names_is_refused():
+    with pytest.raises(RuntimeError, match="names.py lists"):
+        names.implemented(("bce", "dice"), {"bce": None})
+
+
+def test_gpu_augmentations_are_registered_augmentations():
+    from pipeline.lib.augment import AUGMENTATIONS
+    assert set(names.GPU_AUGMENTATIONS) <= set(AUGMENTATIONS)

@@ -62,7 +62,8 @@ def test_changes_name_keys_and_values():
 
 def test_a_key_added_later_leaves_earlier_folds_up_to_date_until_it_is_used():
     from pipeline.lib.config import Config
-    from pipeline.lib.identity import ADDED_KEYS, training_sections
+    from pipeline.lib.compat import ADDED_KEYS
+    from pipeline.lib.identity import training_sections
     for section, keys in ADDED_KEYS.items():
         for key, before in keys.items():
             assert getattr(getattr(Config(), section), key) == before  # the default trains as before
@@ -250,3 +251,27 @@ def test_predictions_made_in_another_precision_are_redone(copy, capsys, monkeypa
     stages(copy / "input", copy / "work", only=("predict",))
     out = capsys.readouterr().out
     assert "predict: stale: predict.precision" in out and "wrote" in out
+
+
+STATUS_CONFIG_ERROR = """
+import sys
+from pipeline import status
+try:
+    status.main(["--config", "demo", "train.epochs=0"])
+except Exception as err:
+    print(type(err).__name__, sorted(m for m in ("torch", "segmentation_models_pytorch") if m in sys.modules))
+"""
+
+
+def test_status_refuses_a_bad_config_before_loading_torch():
+    """run.sh asks status first: a config error is one line at once, not after the model libraries load."""
+    out = subprocess.run([sys.executable, "-c", STATUS_CONFIG_ERROR], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.split() == ["PipelineError", "[]"], out.stdout + out.stderr
+
+
+def test_run_sh_asks_status_to_check_the_encoder_too(tmp_path, capsys):
+    from pipeline import status
+    with pytest.raises(PipelineError, match=r"model\.encoder = 'resnet35': not a registered name"):
+        status.main(["--config", DEMO, "--check-encoder", "--name", "model.encoder=resnet35"])
+    status.main(["--config", DEMO, "--name", "model.encoder=resnet35"])  # alone, status builds no model
+    assert capsys.readouterr().out.startswith("demo-")

@@ -3,9 +3,11 @@ import numpy as np
 import torch
 
 from pipeline.lib.config import load_config
-from pipeline.lib.inference import Predictor
+from pipeline.lib.inference import InferenceSettings, Predictor
 from pipeline.lib.models import build_model
 from pipeline.lib.paths import CONFIG_DIR
+
+CPU = torch.device("cpu")
 
 
 def setup(extra=()):
@@ -21,8 +23,8 @@ def setup(extra=()):
 
 def test_models_are_averaged_and_heads_come_back():
     config, models, images, depths = setup()
-    both = Predictor(models, config, torch.device("cpu"))(images, depths)
-    single = [Predictor([m], config, torch.device("cpu"))(images, depths) for m in models]
+    both = Predictor(models, InferenceSettings.of(config, CPU))(images, depths)
+    single = [Predictor([m], InferenceSettings.of(config, CPU))(images, depths) for m in models]
     assert both.probs.shape == (6, 101, 101) and both.probs.dtype == np.float32
     assert np.allclose(both.probs, (single[0].probs + single[1].probs) / 2, atol=1e-5)
     assert np.allclose(both.salt_prob, (single[0].salt_prob + single[1].salt_prob) / 2, atol=1e-5)
@@ -42,10 +44,10 @@ class Mirrored(torch.nn.Module):
 
 def test_flip_tta_is_the_mean_of_the_view_and_its_mirror():
     config, models, images, depths = setup(["predict.tta=none"])
-    plain = Predictor(models[:1], config, torch.device("cpu"))(images, depths)
-    mirrored = Predictor([Mirrored(models[0])], config, torch.device("cpu"))(images, depths)
+    plain = Predictor(models[:1], InferenceSettings.of(config, CPU))(images, depths)
+    mirrored = Predictor([Mirrored(models[0])], InferenceSettings.of(config, CPU))(images, depths)
     flip_config = config.model_copy(update={"predict": config.predict.model_copy(update={"tta": "hflip"})})
-    flip = Predictor(models[:1], flip_config, torch.device("cpu"))(images, depths)
+    flip = Predictor(models[:1], InferenceSettings.of(flip_config, CPU))(images, depths)
     assert np.allclose(flip.probs, (plain.probs + mirrored.probs) / 2, atol=1e-5)
     assert np.allclose(flip.salt_prob, (plain.salt_prob + mirrored.salt_prob) / 2, atol=1e-5)
     assert not np.allclose(plain.probs, mirrored.probs, atol=1e-3)  # the two views do differ
@@ -53,22 +55,22 @@ def test_flip_tta_is_the_mean_of_the_view_and_its_mirror():
 
 def test_blank_images_are_empty_only_when_training_dropped_them():
     config, models, images, depths = setup(["data.drop_blank=true"])
-    assert (Predictor(models, config, torch.device("cpu"))(images, depths).probs[2] == 0).all()
+    assert (Predictor(models, InferenceSettings.of(config, CPU))(images, depths).probs[2] == 0).all()
     config, models, images, depths = setup()
-    assert (Predictor(models, config, torch.device("cpu"))(images, depths).probs[2] > 0).any()
+    assert (Predictor(models, InferenceSettings.of(config, CPU))(images, depths).probs[2] > 0).any()
 
 
 def test_the_benchmark_measures_the_inference_path():
     from pipeline import bench
     config, models, images, _ = setup()
-    rate = bench.infer_rate(models[0], config, torch.device("cpu"), images)
+    rate = bench.infer_rate(models[0], InferenceSettings.of(config, CPU), images)
     assert rate > 0
 
 
 def test_prepared_inputs_give_the_same_prediction():
     """Validation keeps its inputs on the device between epochs; the result is what the loader path gives."""
     config, models, images, depths = setup()
-    predictor = Predictor(models, config, torch.device("cpu"))
+    predictor = Predictor(models, InferenceSettings.of(config, CPU))
     inputs = predictor.prepare(images, depths)
     assert inputs.shape == (6, 1, 128, 128)
     direct, prepared = predictor(images, depths), predictor(images, depths, inputs=inputs)
@@ -81,7 +83,17 @@ def test_bf16_prediction_stays_close_to_float32():
     runs = {}
     for precision in ("float32", "bf16"):
         config, models, images, depths = setup([f"predict.cpu_precision={precision}"])
-        runs[precision] = Predictor(models, config, torch.device("cpu"))(images, depths)
+        runs[precision] = Predictor(models, InferenceSettings.of(config, CPU))(images, depths)
     assert np.abs(runs["bf16"].probs - runs["float32"].probs).max() < 0.05
     assert np.abs(runs["bf16"].salt_prob - runs["float32"].salt_prob).max() < 0.05
     assert not np.array_equal(runs["bf16"].probs, runs["float32"].probs)  # bf16 did run
+
+
+def test_settings_are_resolved_once_from_the_config():
+    """Everything prediction reads comes from one object: the data section, TTA, batch, layout, workers and
+    the precision as it resolves on the device."""
+    config, _, _, _ = setup(["predict.cpu_precision=bf16", "train.num_workers=5", "train.channels_last=false"])
+    settings = InferenceSettings.of(config, CPU)
+    assert (settings.data, settings.tta, settings.batch_size) == (config.data, "hflip", 4)
+    assert (settings.workers, settings.channels_last, settings.precision.name) == (2, False, "bf16")
+    assert settings.but(tta="none").tta == "none" and settings.tta == "hflip"

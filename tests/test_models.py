@@ -4,10 +4,12 @@ import pytest
 import segmentation_models_pytorch as smp
 import torch
 
-from pipeline.lib.checkpoints import (CheckpointSaver, load_checkpoint, model_from_checkpoint, save_checkpoint)
+from pipeline.lib.checkpoints import (CheckpointSaver, TrainingState, load_checkpoint, model_from_checkpoint,
+                                      save_checkpoint)
 from pipeline.lib.config import load_config
 from pipeline.lib.errors import PipelineError
-from pipeline.lib.models import ARCHS, TAKES_DECODER_CHANNELS, build_model
+from pipeline.lib.models import ARCHS, build_model
+from pipeline.lib.names import TAKES_DECODER_CHANNELS
 from pipeline.lib.paths import CONFIG_DIR, WorkLayout
 
 SMALL = ["model.decoder_channels=[32,32,16,16,16]"]
@@ -106,12 +108,41 @@ def test_saver_writes_each_kind_and_clears_killed_saves(tmp_path):
     saver = CheckpointSaver(exp, 0, config)
     assert not list(exp.fold_dir(0).glob(".*.tmp"))
     model = build_model(config.model, 1)
-    saver.save_best(model, epoch=2, score=0.5)
+    assert saver.save_checkpoint(model, epoch=2, metric=0.5)
     saver.save_snapshot(model, cycle=1, step=30)
-    saver.save_last(model, epoch=2, step=30)
+    state = TrainingState(epoch=2, step=30, best_score=saver.best_score, start_weights="none", optimizer={},
+                          scaler={}, rng={})
+    saver.save_last(model, state)
     assert load_checkpoint(exp.best_checkpoint(0))["score"] == 0.5
     assert load_checkpoint(exp.snapshot(0, 1))["step"] == 30 and exp.snapshots(0) == [exp.snapshot(0, 1)]
-    assert saver.load_last("cpu")["config"] == config.resolved()
+    assert load_checkpoint(exp.last_checkpoint(0))["config"] == config.resolved()
+    weights, loaded = CheckpointSaver(exp, 0, config).load_last("cpu", steps_per_epoch=15)
+    assert loaded == state and weights.keys() == model.state_dict().keys()
+
+
+def test_the_saver_decides_the_best_epoch_and_only_its_writer_writes(tmp_path):
+    """Every process of a DDP group keeps the same best score; only the leader's saver writes best.pt."""
+    config = load_config(CONFIG_DIR / "demo.yaml", SMALL)
+    exp = WorkLayout(tmp_path).experiment("demo")
+    model = build_model(config.model, 1)
+    writer, other = CheckpointSaver(exp, 0, config), CheckpointSaver(exp, 0, config, writes=False)
+    for saver in (writer, other):
+        assert [saver.save_checkpoint(model, epoch, metric) for epoch, metric in enumerate([0.5, 0.4, 0.5, 0.6])] == \
+            [True, False, False, True]
+        assert saver.best_score == 0.6
+    assert load_checkpoint(exp.best_checkpoint(0))["epoch"] == 3
+
+
+def test_a_resume_checkpoint_from_an_earlier_version_fills_what_it_lacks(tmp_path):
+    """last.pt files from before the step and the start weights were saved still resume (lib/compat.py)."""
+    config = load_config(CONFIG_DIR / "demo.yaml", SMALL)
+    exp = WorkLayout(tmp_path).experiment("demo")
+    CheckpointSaver(exp, 0, config)
+    save_checkpoint(exp.last_checkpoint(0), model={}, config=config.resolved(), identity={}, epoch=3,
+                    best_score=0.7, optimizer={}, scaler={}, rng={})
+    _, state = CheckpointSaver(exp, 0, config).load_last("cpu", steps_per_epoch=10)
+    assert (state.step, state.ema, state.best_score) == (40, None, 0.7)
+    assert state.start_weights.startswith("unknown")
 
 
 def test_the_cpu_recipe_builds_on_smps_current_encoder_names_without_a_warning(recwarn):

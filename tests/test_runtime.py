@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from pipeline.lib import distributed, runtime
+from pipeline.lib import distributed, names, runtime
 from pipeline.lib.config import TrainConfig
 from pipeline.lib.paths import REPO
 
@@ -20,11 +20,12 @@ def test_every_optimizer_builds_and_steps(name):
     assert optimizer.param_groups[0]["lr"] == 0.1 and not torch.equal(before, model.weight)
 
 
-@pytest.mark.parametrize("amp", list(runtime.AMP))
-def test_cpus_always_run_float32(amp):
-    with runtime.autocast(amp, torch.device("cpu")):
+@pytest.mark.parametrize("amp", list(names.AMP))
+def test_cpus_always_train_in_float32(amp):
+    precision = runtime.Precision.training(amp, torch.device("cpu"))
+    with precision.autocast():
         out = torch.nn.Linear(4, 4)(torch.ones(2, 4))
-    assert out.dtype == torch.float32
+    assert out.dtype == torch.float32 and precision.name == "none" and not precision.scaled
 
 
 @pytest.mark.parametrize("cpu_precision, amx, expected", [
@@ -32,17 +33,18 @@ def test_cpus_always_run_float32(amp):
 def test_cpu_prediction_runs_bf16_where_amx_makes_it_faster(monkeypatch, cpu_precision, amx, expected):
     monkeypatch.setattr(runtime, "has_amx", lambda: amx)
     cpu = torch.device("cpu")
-    assert runtime.inference_precision("auto", cpu_precision, cpu) == expected
-    with runtime.inference_autocast("auto", cpu_precision, cpu):
+    precision = runtime.Precision.inference("auto", cpu_precision, cpu)
+    assert precision.name == expected
+    with precision.autocast():
         out = torch.nn.Linear(4, 4)(torch.ones(2, 4))
     assert out.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)
 
 
 def test_gpu_prediction_follows_train_amp_whatever_the_cpu_setting(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
-    for cpu_precision in runtime.CPU_PRECISIONS:
-        assert runtime.inference_precision("auto", cpu_precision, torch.device("cuda")) == "fp16"
-        assert runtime.inference_precision("none", cpu_precision, torch.device("cuda")) == "none"
+    for cpu_precision in names.CPU_PRECISIONS:
+        assert runtime.Precision.inference("auto", cpu_precision, torch.device("cuda")).name == "fp16"
+        assert runtime.Precision.inference("none", cpu_precision, torch.device("cuda")).name == "none"
 
 
 @pytest.mark.parametrize("probe", [None, lambda: True, lambda: False])
@@ -80,9 +82,11 @@ def test_gpu_random_state_resumes_on_another_gpu_count(monkeypatch, saved_gpus, 
 def test_auto_precision_follows_the_gpus_compute_capability(monkeypatch, capability, expected):
     """P100 (6.0) and T4 (7.5) get fp16 with a grad scaler, Ampere and newer bf16; a CPU none."""
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert runtime.resolve_amp("auto", torch.device("cuda")) == expected
-    assert runtime.resolve_amp("fp16", torch.device("cuda")) == "fp16"  # an explicit choice stands
-    assert runtime.resolve_amp("auto", torch.device("cpu")) == runtime.resolve_amp("bf16", torch.device("cpu")) == "none"
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert runtime.Precision.training("auto", cuda).name == expected
+    assert runtime.Precision.training("auto", cuda).scaled is (expected == "fp16")  # fp16 scales the loss
+    assert runtime.Precision.training("fp16", cuda).name == "fp16"  # an explicit choice stands
+    assert runtime.Precision.training("auto", cpu).name == runtime.Precision.training("bf16", cpu).name == "none"
 
 
 FLUSH_CHECK = """

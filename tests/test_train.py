@@ -18,7 +18,7 @@ from pipeline.lib.device_batches import DeviceBatches
 from pipeline.lib.distributed import Rank, fold_members, spread
 from pipeline.lib.data import load_train
 from pipeline.lib.errors import PipelineError
-from pipeline.lib.fold_data import fold_data
+from pipeline.lib.fold_data import FoldInputs, fold_data
 from pipeline.lib.folds import fold_list, read_folds
 from pipeline.lib.paths import CONFIG_DIR, REPO, InputLayout, WorkLayout
 from pipeline.lib.models import build_model
@@ -38,8 +38,13 @@ def tiny(extra=()):
     return load_config(CONFIG_DIR / "demo.yaml", TINY + list(extra))
 
 
+def inputs_of(demo_input, work):
+    return FoldInputs.load(InputLayout(demo_input), work)
+
+
 def run(demo_input, work, extra=(), resume=False, force=False):
-    return training.train_fold(tiny(extra), InputLayout(demo_input), work, 0, resume=resume, force=force)
+    return training.train_fold(tiny(extra), InputLayout(demo_input), inputs_of(demo_input, work), 0, resume=resume,
+                               force=force)
 
 
 def experiment(work, extra=()):
@@ -102,7 +107,7 @@ def test_validation_probabilities_equal_predict_out_of_fold(demo_input, work, mo
     run(demo_input, work, ["train.epochs=1", "model.empty_head=true", "train.cycles=1"])
     for fold in (1, 2):  # predict needs every fold trained
         training.train_fold(tiny(["train.epochs=1", "model.empty_head=true", "train.cycles=1"]),
-                            InputLayout(demo_input), work, fold)
+                            InputLayout(demo_input), inputs_of(demo_input, work), fold)
     predict.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--input", str(demo_input), "--workdir",
                   str(work.root), *TINY, "train.epochs=1", "model.empty_head=true", "train.cycles=1"])
     stored = load_probs(experiment(work, ["train.epochs=1", "model.empty_head=true", "train.cycles=1"]).oof_probs(0))
@@ -345,7 +350,7 @@ def test_the_gpu_recipe_runs_at_tiny_scale_from_a_start_weights_file(demo_input,
         "train.epochs=2", "train.warmup_epochs=0", "train.switch_epoch=1", "train.batch_size=8",
         "train.num_workers=0", f"model.encoder_weights={tmp_path / 'resnet34.pth'}"])
     assert config.train.gpu_augment and config.train.cycles == 2 and config.model.encoder == "resnet34"
-    training.train_fold(config, InputLayout(demo_input), work, 0)
+    training.train_fold(config, InputLayout(demo_input), inputs_of(demo_input, work), 0)
     exp = work.experiment(config.name)
     record = read_json(exp.done_marker(0))
     assert record["start_weights"] == f"file {tmp_path / 'resnet34.pth'}"
@@ -372,7 +377,7 @@ def test_resume_restores_the_moving_average(demo_input, work, monkeypatch):
 
     def resume(self):
         original(self)
-        restored.append({k: v.clone() for k, v in self.ema.module.state_dict().items()})
+        restored.append({k: v.clone() for k, v in self.nets.ema.module.state_dict().items()})
 
     monkeypatch.setattr(training.Trainer, "resume", resume)
     run(demo_input, work, extra, resume=True)
@@ -446,3 +451,23 @@ def test_tensorboard_missing_is_one_note(demo_input, work, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.count("note: train.tensorboard needs the tensorboard package") == 1
     assert not list(experiment(work, ["train.epochs=1"]).fold_dir(0).glob("events.out.tfevents*"))
+
+
+def test_a_resumed_run_is_bit_identical_to_an_uninterrupted_one(demo_input, work, tmp_path, monkeypatch):
+    """Stopped after epoch 1 (only its files survive: a new Trainer resumes from last.pt), the run ends with
+    the log and the weights of a run that never stopped: the training state is the whole state."""
+    extra = ["train.epochs=3", "train.deterministic=true", "train.ema=0.5"]
+    try:
+        interrupted_run(demo_input, work, monkeypatch, extra)
+        run(demo_input, work, extra, resume=True)
+        again = WorkLayout(tmp_path / "again", n_folds=3)
+        folds.main(["--input", str(demo_input), "--workdir", str(again.root), "--n-folds", "3"])
+        run(demo_input, again, extra)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    resumed, straight = experiment(work, extra), experiment(again, extra)
+    drop_seconds = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731
+    assert drop_seconds(resumed.log_csv(0).read_text()) == drop_seconds(straight.log_csv(0).read_text())
+    for checkpoint in ("best_checkpoint", "last_checkpoint"):
+        a, b = (load_checkpoint(getattr(exp, checkpoint)(0)) for exp in (resumed, straight))
+        assert all(torch.equal(a["model"][key], b["model"][key]) for key in a["model"])

@@ -2,7 +2,8 @@
 
 Every checkpoint holds the resolved config it was trained with (`config`) and the model weights
 (`model`; under `train.ema` the moving average of the weights); the resume checkpoint (last.pt) holds the
-raw weights and also the average (`ema`), the optimiser, the step, the grad scaler and the random states.
+raw weights and a `TrainingState`: the average (`ema`), the optimiser, the step, the grad scaler, the random
+states, the best score so far and where the start weights came from.
 A model for inference is built from its checkpoint's config, never from pretrained encoder weights, so
 prediction works offline whatever `model.encoder_weights` says.
 """
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
+from .compat import training_state_defaults
 from .config import Config
 from .errors import PipelineError
+from .identity import changes, describe
 from .models import SaltNet, build_model
 from .paths import ExperimentLayout
 from .store import atomic_path, remove_stale_temps
@@ -67,30 +71,77 @@ def model_from_checkpoint(path: Path) -> tuple[SaltNet, Config]:
     return model, config
 
 
+@dataclass
+class TrainingState:
+    """What a resume checkpoint (last.pt) holds beside the weights and the config: everything a run needs to
+    go on as if it had never stopped."""
+
+    epoch: int  # the last finished epoch
+    step: int  # optimiser steps taken
+    best_score: float  # the best validation score so far (the saver's)
+    start_weights: str  # where the encoder's start weights came from
+    optimizer: dict
+    scaler: dict  # empty without fp16
+    rng: dict  # runtime.rng_state
+    ema: dict | None = None  # the moving average's weights, under train.ema
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, state: dict, steps_per_epoch: int) -> "TrainingState":
+        filled = training_state_defaults(state, steps_per_epoch)  # files from earlier versions
+        return cls(**{f.name: filled[f.name] for f in fields(cls)})
+
+
 class CheckpointSaver:
-    """One fold's checkpoint files: best.pt (by validation score), snapshot_C.pt (end of each cosine
-    cycle), last.pt (to resume, with the identity of the inputs it was trained on). Temporary files of a
-    save that was killed are removed on start."""
+    """One fold's checkpoint files and which epoch is best: best.pt (by validation score), snapshot_C.pt
+    (end of each cosine cycle), last.pt (weights and `TrainingState`, with the identity of the inputs it was
+    trained on). In a DDP group every process keeps the same best score; only the `writes` one saves.
+    Temporary files of a save that was killed are removed on start."""
 
-    def __init__(self, exp: ExperimentLayout, fold: int, config: Config, identity: dict | None = None):
+    def __init__(self, exp: ExperimentLayout, fold: int, config: Config, identity: dict | None = None,
+                 writes: bool = True):
         self.exp, self.fold, self.config, self.identity = exp, fold, config.resolved(), identity or {}
-        self.exp.fold_dir(fold).mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.exp.fold_dir(fold))
+        self.writes, self.best_score = writes, -1.0
+        if writes:
+            self.exp.fold_dir(fold).mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.exp.fold_dir(fold))
 
-    def save_best(self, model: torch.nn.Module, epoch: int, score: float) -> None:
-        save_checkpoint(self.exp.best_checkpoint(self.fold), model=model.state_dict(), epoch=epoch, score=score,
-                        config=self.config)
+    def save_checkpoint(self, model: torch.nn.Module, epoch: int, metric: float) -> bool:
+        """Whether `metric` (this epoch's validation score) is the best so far; if so, best.pt holds `model`."""
+        if metric <= self.best_score:
+            return False
+        self.best_score = metric
+        if self.writes:
+            save_checkpoint(self.exp.best_checkpoint(self.fold), model=model.state_dict(), epoch=epoch, score=metric,
+                            config=self.config)
+        return True
 
     def save_snapshot(self, model: torch.nn.Module, cycle: int, step: int) -> None:
-        save_checkpoint(self.exp.snapshot(self.fold, cycle), model=model.state_dict(), step=step,
-                        config=self.config)
+        if self.writes:
+            save_checkpoint(self.exp.snapshot(self.fold, cycle), model=model.state_dict(), step=step,
+                            config=self.config)
 
-    def save_last(self, model: torch.nn.Module, **training_state) -> None:
-        save_checkpoint(self.exp.last_checkpoint(self.fold), model=model.state_dict(), config=self.config,
-                        identity=self.identity, **training_state)
+    def save_last(self, model: torch.nn.Module, state: TrainingState) -> None:
+        if self.writes:
+            save_checkpoint(self.exp.last_checkpoint(self.fold), model=model.state_dict(), config=self.config,
+                            identity=self.identity, **state.to_dict())
 
-    def load_last(self, device: torch.device) -> dict:
-        return load_checkpoint(self.exp.last_checkpoint(self.fold), device)
+    def load_last(self, device: torch.device, steps_per_epoch: int) -> tuple[dict, TrainingState]:
+        """last.pt's weights and training state, once its identity is this run's; the best score goes on."""
+        path = self.exp.last_checkpoint(self.fold)
+        stored = load_checkpoint(path, device)
+        changed = changes(stored.get("identity", {}), self.identity)
+        if changed:
+            raise PipelineError(f"{path} was saved for other inputs ({describe(changed)}); start over with --force, "
+                                "or give the changed config a new file name")
+        try:
+            state = TrainingState.from_dict(stored, steps_per_epoch)
+        except KeyError as missing:
+            raise PipelineError(f"{path} lacks {missing} (not a resume checkpoint); start over with --force") from None
+        self.best_score = state.best_score
+        return stored["model"], state
 
 
 def fold_weights(exp: ExperimentLayout, fold: int, use_snapshots: bool) -> list[Path]:

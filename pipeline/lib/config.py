@@ -15,17 +15,12 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 
 from .augment import AUGMENTATIONS, enabled
-from .dataset import CHANNELS
-from .device_batches import SUPPORTED as GPU_AUGMENTATIONS
 from .errors import PipelineError
-from .geometry import MODES, TTA
 from .identity import digest, training_sections
-from .losses import LOSSES
-from .neighbours import RULES
-from .models import (ARCHS, ATTENTION, ENCODERS, MIN_SCSE_CHANNELS, TAKES_ATTENTION, TAKES_DECODER_CHANNELS,
-                     TAKES_HYPERCOLUMN)
+from .names import (AMP, ARCHS, ATTENTION, CHANNELS, CPU_PRECISIONS, GPU_AUGMENTATIONS, INPUT_MODES, LOSSES,
+                    MIN_SCSE_CHANNELS, NEIGHBOUR_RULES, OPTIMIZERS, TAKES_ATTENTION, TAKES_DECODER_CHANNELS,
+                    TAKES_HYPERCOLUMN, TTA)
 from .paths import N_FOLDS, SPLITS, config_file
-from .runtime import AMP, CPU_PRECISIONS, OPTIMIZERS
 from .schema import Name, Section
 from .store import write_text
 
@@ -33,7 +28,7 @@ INTERNAL = ("name", "origin")  # Config fields the pipeline sets, never a config
 
 
 class DataConfig(Section):
-    input_mode: Name(MODES) = "pad128"  # pad128: reflect-pad 101->128; resize256: resize to 202, pad to 256
+    input_mode: Name(INPUT_MODES) = "pad128"  # pad128: reflect-pad 101->128; resize256: resize to 202, pad to 256
     channels: list[Name(CHANNELS)] = ["gray"]  # gray, plus optionally depth and/or coord (row coordinate)
     drop_blank: bool = False  # drop constant images from training; they are predicted empty
     pseudo_labels: Optional[str] = None  # an experiment's name: add the test images its pseudo stage labelled
@@ -51,7 +46,7 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     arch: Name(ARCHS) = "Unet"
-    encoder: Name(ENCODERS) = "resnet34"
+    encoder: str = Field("resnet34", min_length=1)  # smp's or tu-<timm model>: checked by check_encoder
     encoder_weights: str = "none"  # none | imagenet | path to a local encoder weights file
     decoder_channels: list[int] = Field([256, 128, 64, 32, 16], min_length=5, max_length=5)
     attention: Name(ATTENTION) = "none"  # none | scse (decoder attention)
@@ -162,7 +157,7 @@ class TuneConfig(Section):
     min_areas: list[int] = Field([0, 10, 20, 40, 80, 160, 240, 320], min_length=1)
     empty_cuts: list[Optional[float]] = Field([None, 0.3, 0.4, 0.5, 0.6, 0.7], min_length=1)
     # neighbour rules tune tries on the mosaic (mosaic/mosaic.csv), keeping those that raise the CV; [] for none
-    neighbour_rules: list[Name(RULES)] = list(RULES)
+    neighbour_rules: list[Name(NEIGHBOUR_RULES)] = list(NEIGHBOUR_RULES)
     rules_min_images: int = Field(10, ge=1)  # a rule is kept only if it changes at least this many images
 
     @field_validator("min_areas")
@@ -319,22 +314,42 @@ def validate(raw: dict, source: str) -> Config:
         raise PipelineError(describe_error(err, source)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path, overrides: list[str] = (), encoder: bool = True) -> Config:
     """The resolved, checked config of an experiment. Its name is the file's stem; when overrides change
     what training depends on (data, model, augment, train), it is a different experiment, named
-    `<stem>-<digest of those sections>`, so that its folds never mix with the file's own."""
+    `<stem>-<digest of those sections>`, so that its folds never mix with the file's own. `encoder`: check
+    the encoder's name against the installed smp and timm too (stages that build no model skip it)."""
     path = config_file(path)
     file_raw = layered(path)
     raw = file_raw
     for text in overrides:
         raw = merge(raw, parse_override(text), Config)
-    source = f"{path}" + (f" with {' '.join(overrides)}" if overrides else "")
+    source = source_of(path, overrides)
     config = validate({**raw, "name": path.stem}, source)
     if overrides:
         plain = validate({**file_raw, "name": path.stem}, str(path))
         if training_sections(plain) != training_sections(config):
             config = config.model_copy(update={"name": f"{path.stem}-{digest(training_sections(config))[:6]}"})
-    return config.model_copy(update={"origin": {"config_file": str(path), "overrides": list(overrides)}})
+    config = config.model_copy(update={"origin": {"config_file": str(path), "overrides": list(overrides)}})
+    if encoder:
+        check_encoder(config)
+    return config
+
+
+def source_of(path, overrides: list[str]) -> str:
+    """How errors name a config: its file, and the overrides on top."""
+    return f"{path}" + (f" with {' '.join(overrides)}" if overrides else "")
+
+
+def check_encoder(config: Config) -> None:
+    """Encoder names are smp's and timm's, so they are checked against the installed libraries: torch and smp
+    load here, and only here, for the stages that build a model (reading a config never needs them)."""
+    from .models import ENCODERS
+    name, origin = config.model.encoder, config.origin
+    if name not in ENCODERS:
+        source = source_of(origin.get("config_file", config.name), origin.get("overrides", []))
+        raise PipelineError(f"config {source}: model.encoder = {name!r}: not a registered name; valid: "
+                            f"{', '.join(ENCODERS)}")
 
 
 def save_config(path: Path, config: Config, made_from: Path | None = None) -> None:

@@ -7,7 +7,6 @@ from torch.utils.data import Dataset, get_worker_info
 
 from .geometry import SIZE, margins, to_canvas
 
-CHANNELS = ("gray", "depth", "coord")
 GRAY_MEAN, GRAY_STD = 0.47, 0.16  # of the training images, as fractions of 255
 DEPTH_MEAN, DEPTH_STD = 500.0, 250.0
 

@@ -18,7 +18,6 @@ from .augment import enabled
 from .dataset import DEPTH_MEAN, DEPTH_STD, GRAY_MEAN, GRAY_STD, row_coordinate
 from .geometry import margins
 
-SUPPORTED = ("hflip", "affine", "brightness_contrast")  # the config allows gpu_augment with these only
 
 
 def chance(p: float, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -99,16 +98,19 @@ class DeviceBatches:
         self.x = torch.from_numpy(images).to(device).float().div_(255)[:, None]
         self.y = torch.from_numpy(masks).to(device).float()[:, None]
         self.depths = torch.from_numpy(np.asarray(depths, np.float32)).to(device)
-        self.data, self.augment, self.gen = config.data, config.augment, generator
+        self.data, self.augment, self.generator = config.data, config.augment, generator
         self.batch, self.shard = config.train.batch_size, shard
+
+    def set_epoch(self, epoch: int) -> None:
+        """Nothing to do: every draw comes from `generator`, whose state the resume checkpoint keeps."""
 
     def __len__(self) -> int:
         return len(self.x) // self.batch
 
     def __iter__(self):
-        order = torch.randperm(len(self.x), generator=self.gen).to(self.x.device)
+        order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
         for step in range(len(self)):
             member, members = self.shard
             idx = order[step * self.batch:(step + 1) * self.batch][member::members]
-            x, y = augment_batch(self.x[idx], self.y[idx], self.augment, self.gen)
+            x, y = augment_batch(self.x[idx], self.y[idx], self.augment, self.generator)
             yield to_canvas_batch(x, self.depths[idx], self.data.input_mode, self.data.channels), y

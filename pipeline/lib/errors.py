@@ -9,11 +9,12 @@ class PipelineError(Exception):
 
 def run_stage(main, argv=None) -> None:
     """Run a stage's `main(argv)`; an expected failure prints `error: ...` and exits with status 2. Subnormal
-    floats count as zero in the whole stage (`runtime.flush_denormals`)."""
+    floats count as zero in a stage that loaded torch at import (one that runs models: `runtime.flush_denormals`)."""
     from .lock import release_all  # here, not at the top: lock.py raises PipelineError
-    from .runtime import flush_denormals  # torch: only for stages that run
 
-    flush_denormals()
+    if "torch" in sys.modules:  # a stage that runs no model (status) does not load torch to set it
+        from .runtime import flush_denormals
+        flush_denormals()
     try:
         main(argv)
     except PipelineError as err:

@@ -1,5 +1,6 @@
-"""What one fold trains and validates on: the other folds' images (less blank ones when the config
-drops them, plus pseudo-labelled test images when it names a source), and its own images."""
+"""The work folder's training data and split (`FoldInputs`, loaded once per stage), and what one fold
+trains and validates on (`FoldData`): the other folds' images (less blank ones when the config drops them,
+plus pseudo-labelled test images when it names a source), and its own images."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,10 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import TestSet, TrainSet
+from .data import TestSet, TrainSet, load_train
 from .dataset import is_blank
 from .errors import PipelineError
-from .paths import ExperimentLayout
+from .folds import read_folds, split_digest
+from .paths import ExperimentLayout, InputLayout, WorkLayout
+from .records import fold_identity, is_trained
 
 
 @dataclass
@@ -35,6 +38,49 @@ class Images:
 class FoldData:
     fit: Images  # what the fold trains on
     val: Images  # the fold's own images: validation during training, out-of-fold predictions after
+
+
+@dataclass(frozen=True)
+class FoldInputs:
+    """The training data and the split of one work folder, read and digested once: what every fold of
+    every experiment on this split trains on, and so what a fold's identity is made of."""
+
+    work: WorkLayout
+    train: TrainSet
+    split: np.ndarray  # each training image's fold, aligned with `train`
+    split_digest: str
+
+    @classmethod
+    def load(cls, layout: InputLayout, work: WorkLayout) -> "FoldInputs":
+        return cls.of(load_train(layout, work), work)
+
+    @classmethod
+    def of(cls, train: TrainSet, work: WorkLayout) -> "FoldInputs":
+        """With the training data loaded already (the work folder's split is read and checked against it)."""
+        frame = read_folds(work, train.ids)
+        return cls(work, train, frame["fold"].to_numpy(), split_digest(frame))
+
+    @property
+    def folds(self) -> list[int]:
+        return sorted(set(self.split.tolist()))
+
+    def identity(self, config) -> dict:
+        """What a fold of `config` trained on these inputs depends on (its done.json identity)."""
+        return fold_identity(config, self.work, self.train.digest, self.split_digest)
+
+    def is_trained(self, config, fold: int) -> bool:
+        """`records.is_trained` for this config's fold: raises for a fold trained on other inputs."""
+        return is_trained(self.work.experiment(config.name), fold, self.identity(config))
+
+    def require_trained(self, config, folds: list[int]) -> None:
+        """Every fold of `folds` trained for exactly this config, data and split, or one line naming the first."""
+        for fold in folds:
+            if not self.is_trained(config, fold):
+                raise PipelineError(f"fold {fold} of '{config.name}' is not trained; run "
+                                    f"`python -m pipeline.train --config ... --fold {fold}` first")
+
+    def fold_data(self, fold: int, drop_blank: bool, pseudo: "Images | None" = None) -> "FoldData":
+        return fold_data(self.train, self.split, fold, drop_blank, pseudo)
 
 
 def fold_data(train: TrainSet, split: np.ndarray, fold: int, drop_blank: bool,

@@ -11,11 +11,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import names
+from .names import INPUT_MODES, implemented
+
 SIZE = 101  # the competition's image side
-MODES = {  # name -> (resized size, canvas size)
+MODES = implemented(INPUT_MODES, {  # name -> (resized size, canvas size)
     "pad128": (101, 128),
     "resize256": (202, 256),
-}
+})
 
 
 def margins(mode: str) -> tuple[int, int, int]:
@@ -46,10 +49,10 @@ def hflip(batch: torch.Tensor) -> torch.Tensor:
     return torch.flip(batch, dims=[-1])
 
 
-TTA = {  # name -> list of (forward, inverse) pairs; the inverse undoes the forward on the output
+TTA = implemented(names.TTA, {  # name -> list of (forward, inverse) pairs; the inverse undoes the forward on the output
     "none": [(lambda x: x, lambda y: y)],
     "hflip": [(lambda x: x, lambda y: y), (hflip, hflip)],
-}
+})
 
 
 def tta_logits(model, batch: torch.Tensor, tta: str) -> tuple[torch.Tensor, torch.Tensor | None]:

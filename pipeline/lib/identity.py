@@ -12,14 +12,11 @@ import json
 
 import numpy as np
 
-from .paths import N_FOLDS
+from .compat import ADDED_KEYS
 
 DIGEST_CHARS = 16
 # train settings that say how a run executes, not what it learns: a fold may resume under other values
 RUNTIME_KEYS = ("amp", "num_workers", "channels_last", "resume_every", "tensorboard", "deterministic")
-# keys added after folds were first recorded, with the value that trains as before they existed: left out of
-# the identity at that value, so folds trained earlier stay up to date
-ADDED_KEYS = {"train": {"ema": 0.0}, "data": {"n_folds": N_FOLDS, "split": "coverage"}}
 
 
 def digest(*parts) -> str:

@@ -107,8 +107,8 @@ def changed_against_file(exp: ExperimentLayout, problems: list[str]) -> str:
     if not made:
         return ""
     try:
-        plain = load_config(made["config_file"]).resolved()
-        mine = load_config(exp.config_yaml).resolved()
+        plain = load_config(made["config_file"], encoder=False).resolved()
+        mine = load_config(exp.config_yaml, encoder=False).resolved()
     except (PipelineError, KeyError):
         return " ".join(made.get("overrides", []))
     diff = [c for c in changes(plain, mine) if not c.startswith("name")]
@@ -125,7 +125,7 @@ def summarise(states: dict[str, tuple[str, list[str]]]) -> str:
 
 def config_of(exp: ExperimentLayout):
     """The experiment's resolved config, named by its folder (config.yaml's stem is not its name)."""
-    return load_config(exp.config_yaml).model_copy(update={"name": exp.root.name})
+    return load_config(exp.config_yaml, encoder=False).model_copy(update={"name": exp.root.name})
 
 
 def entry(work: WorkLayout, name: str, data) -> Entry:

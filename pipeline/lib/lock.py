@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import PipelineError
+from .paths import WorkLayout
 
 HELD_ENV = "TGS_LOCKED_WORKDIR"
 _held: dict[str, int] = {}  # work folder -> open lock file descriptor, for this process's lifetime
@@ -24,7 +25,7 @@ def lock_workdir(root: Path) -> None:
     if key in _held or os.environ.get(HELD_ENV) == key or int(os.environ.get("RANK", "0")) > 0:
         return  # under torchrun, rank 0 holds it for all ranks
     Path(root).mkdir(parents=True, exist_ok=True)
-    fd = os.open(Path(root) / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(WorkLayout(Path(root)).lock_file, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -33,12 +34,12 @@ def lock_workdir(root: Path) -> None:
                             "another --workdir") from None
     _held[key] = fd
     os.environ[HELD_ENV] = key  # children inherit it
-    (Path(root) / ".lock.holder").write_text(f"pid {os.getpid()} ({' '.join(sys.argv)[:200]})\n")
+    WorkLayout(Path(root)).lock_holder.write_text(f"pid {os.getpid()} ({' '.join(sys.argv)[:200]})\n")
 
 
 def holder(root: Path) -> str:
     try:
-        return (Path(root) / ".lock.holder").read_text().strip() or "another run"
+        return WorkLayout(Path(root)).lock_holder.read_text().strip() or "another run"
     except OSError:
         return "another run"
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import names
+from .names import implemented
+
 
 def weighted_mean(per_image: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     if weight is None:
@@ -54,7 +57,8 @@ def focal(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | Non
     return weighted_mean((-((1 - logp.exp()) ** gamma) * logp).flatten(1).mean(1), weight)
 
 
-LOSSES = {"bce": bce, "dice": dice, "lovasz": lovasz, "lovasz_symmetric": lovasz_symmetric, "focal": focal}
+LOSSES = implemented(names.LOSSES, {"bce": bce, "dice": dice, "lovasz": lovasz, "lovasz_symmetric": lovasz_symmetric,
+                                    "focal": focal})
 
 
 def make_loss(terms: dict):

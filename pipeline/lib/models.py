@@ -8,12 +8,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import names
 from .errors import PipelineError
+from .names import TAKES_DECODER_CHANNELS, implemented
 from .start_weights import StartWeights, resolve
 
-ARCHS = {"Unet": smp.Unet, "UnetPlusPlus": smp.UnetPlusPlus, "FPN": smp.FPN, "Linknet": smp.Linknet,
-         "MAnet": smp.MAnet, "PAN": smp.PAN, "DeepLabV3Plus": smp.DeepLabV3Plus}
-
+ARCHS = {name: getattr(smp, name) for name in names.ARCHS}  # smp's classes, by their names
 
 class EncoderNames:
     """smp's own encoders, and `tu-<model>` for any timm model (smp's timm-universal encoder)."""
@@ -32,12 +32,7 @@ class EncoderNames:
 
 
 ENCODERS = EncoderNames()
-ATTENTION = {"none": None, "scse": "scse"}  # decoder attention
-# which architectures take which options (checked by the config before anything is built)
-TAKES_DECODER_CHANNELS = ("Unet", "UnetPlusPlus", "MAnet")
-TAKES_ATTENTION = ("Unet", "UnetPlusPlus")
-TAKES_HYPERCOLUMN = ("Unet",)  # its decoder blocks run in order, so their outputs are the levels
-MIN_SCSE_CHANNELS = 16  # scSE squeezes channels by 16
+ATTENTION = implemented(names.ATTENTION, {"none": None, "scse": "scse"})  # as smp names decoder attention
 RANDOM_START = "none (random)"  # the start_source of an encoder without start weights
 
 

@@ -27,6 +27,7 @@ from scipy.ndimage import binary_fill_holes
 
 from .errors import PipelineError
 from .mosaic import Mosaics
+from .names import NEIGHBOUR_RULES, implemented
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,8 @@ def fill_holes(nb: Neighbourhood, masks: np.ndarray) -> np.ndarray:
     return masks
 
 
-RULES = {"between": between, "carry_down": carry_down, "carry_up": carry_up,
-         "empty_below_full": empty_below_full, "fill_holes": fill_holes}  # applied in this order
+RULES = implemented(NEIGHBOUR_RULES, {"between": between, "carry_down": carry_down, "carry_up": carry_up,
+                                      "empty_below_full": empty_below_full, "fill_holes": fill_holes})  # in this order
 
 
 def apply(nb: Neighbourhood, rules) -> np.ndarray:

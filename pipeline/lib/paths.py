@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .compat import LEGACY_FOLDS_NAME
 from .kaggle_kernel import INPUT, WORKING
 
 PACKAGE = Path(__file__).resolve().parents[1]  # pipeline/, in a checkout or an installed copy
@@ -110,7 +111,8 @@ class WorkLayout:
 
     @property
     def folds_csv(self) -> Path:
-        # the 5-fold coverage split keeps the name it always had, so work folders made before stay valid
+        if (self.n_folds, self.split) == LEGACY_FOLDS_NAME:
+            return self.root / "folds" / "folds.csv"
         name = "folds" + ("" if self.n_folds == N_FOLDS else f"-{self.n_folds}")
         return self.root / "folds" / (name + ("" if self.split == "coverage" else f"-{self.split}") + ".csv")
 
@@ -148,6 +150,31 @@ class WorkLayout:
     @property
     def leaderboard_md(self) -> Path:
         return self.root / "experiments" / "leaderboard.md"
+
+    @property
+    def ablations_md(self) -> Path:
+        """`pipeline.ablate`'s table: each config against its base, fold scores and the k-fold CV."""
+        return self.root / "experiments" / "ablations.md"
+
+    @property
+    def lock_file(self) -> Path:
+        """The advisory lock that keeps one run at a time per work folder."""
+        return self.root / ".lock"
+
+    @property
+    def lock_holder(self) -> Path:
+        """Who holds the lock: a pid and a command line."""
+        return self.root / ".lock.holder"
+
+    @property
+    def bench_json(self) -> Path:
+        """`pipeline.bench`'s figures (default --out)."""
+        return self.root / "bench" / "bench.json"
+
+    @property
+    def precision_json(self) -> Path:
+        """`pipeline.bench --trained`'s float32 vs bf16 figures (default --out)."""
+        return self.root / "bench" / "precision.json"
 
     @property
     def report_html(self) -> Path:

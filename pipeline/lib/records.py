@@ -13,7 +13,7 @@ Every cheap stage goes through one `Stage` (its record, identity and outputs): b
 or work), write the outputs, finish (the record, last). `status` and the leaderboard build the same Stages.
 
 Cheap stages redo their work when the record differs from now; a trained fold that differs is never
-reused (see `check_fold`).
+reused (see `is_trained`).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .distributed import local_devices
 from .errors import PipelineError
 from .identity import changes, describe, digest, training_sections
 from .paths import ExperimentLayout, WorkLayout
-from .runtime import inference_precision
+from .runtime import Precision
 from .start_weights import start_identity
 from .store import read_json, write_json
 
@@ -46,7 +46,7 @@ def predict_identity(config, exp: ExperimentLayout, folds: list[int], train_dige
     without, so probabilities carried to another machine are not reused as if made the same way."""
     settings = config.predict.model_dump(mode="json", exclude={"batch_size"})
     amp, cpu_precision = config.train.amp, config.predict.cpu_precision
-    settings["precision"] = ",".join(sorted({inference_precision(amp, cpu_precision, d) for d in local_devices()}))
+    settings["precision"] = ",".join(sorted({Precision.inference(amp, cpu_precision, d).name for d in local_devices()}))
     return {"train_data": train_digest, "test_data": test_digest, "split": split,
             "folds": {str(f): record_digest(exp.done_marker(f)) for f in folds},
             "config": {"predict": settings}}
@@ -153,9 +153,9 @@ def say(stage: str, status: tuple[str, list[str]]) -> None:
     print(f"{stage}: {word}" + (f": {describe(changed)}" if changed else ""), flush=True)
 
 
-def check_fold(exp: ExperimentLayout, fold: int, identity: dict) -> bool:
-    """True when the fold is trained for exactly these inputs, False when it is not trained; a fold trained
-    for other inputs is an error naming what changed, since its weights must never be reused or mixed."""
+def is_trained(exp: ExperimentLayout, fold: int, identity: dict) -> bool:
+    """True when the fold is trained for exactly these inputs, False when it is not trained. A fold trained
+    for other inputs raises an error naming what changed: its weights must never be reused or mixed."""
     word, changed = state(exp.done_marker(fold), identity)
     if word == "stale":
         only_config = all("." in change for change in changed)  # config keys look like train.lr
@@ -187,12 +187,13 @@ def fold_states(exp: ExperimentLayout, folds: list[int], identity: dict) -> tupl
     return "up to date", []
 
 
-def experiment_states(config, work: WorkLayout, train_digest: str, test_digest: str, split: str, folds: list[int],
-                      decision, sample_ids: list[str]) -> dict[str, tuple[str, list[str]]]:
-    """Each stage's state for an experiment: what `status` prints and the leaderboard tabulates."""
-    exp = work.experiment(config.name)
-    states = {"train": fold_states(exp, folds, fold_identity(config, work, train_digest, split))}
-    for stage in (predict_stage(config, exp, folds, train_digest, test_digest, split),
+def experiment_states(config, inputs, test_digest: str, decision, sample_ids: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """Each stage's state for an experiment (`inputs`: the work folder's `FoldInputs`): what `status` prints
+    and the leaderboard tabulates."""
+    work = inputs.work
+    exp, folds = work.experiment(config.name), inputs.folds
+    states = {"train": fold_states(exp, folds, inputs.identity(config))}
+    for stage in (predict_stage(config, exp, folds, inputs.train.digest, test_digest, inputs.split_digest),
                   tune_stage(exp, config.tune, work.mosaic_json),
                   submit_stage(exp, decision, sample_ids, work.submission_csv(config.name), work.mosaic_json)):
         states[stage.name] = stage.state()

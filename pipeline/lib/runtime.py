@@ -3,44 +3,28 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from . import names
 from .distributed import Rank
+from .names import implemented
 
-OPTIMIZERS = {  # name -> (params, train section) -> optimizer
+OPTIMIZERS = implemented(names.OPTIMIZERS, {  # name -> (params, train section) -> optimizer
     "adam": lambda params, t: torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay),
     "adamw": lambda params, t: torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay),
     "sgd": lambda params, t: torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                                              nesterov=True),
-}
-# mixed precision on GPUs; "auto" is resolved per device by resolve_amp
-AMP = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+})
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}  # a resolved precision's autocast type
 BF16_CAPABILITY = 8  # torch sends bf16 convolutions to cuDNN's tensor cores from Ampere (8.0) on only
-CPU_PRECISIONS = ("auto", "bf16", "float32")  # prediction on a CPU; auto: bf16 where the CPU has AMX tiles
 
 
 def pick_device() -> torch.device:
     """This process's GPU (its local rank's under torchrun), else the CPU."""
     return Rank.from_env().device()
-
-
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """The precision a run uses: none on a CPU; for auto, bf16 on compute capability 8.0 and newer, fp16
-    (with a grad scaler) below, e.g. on Kaggle's T4 (7.5) and P100 (6.0), where bf16 is only emulated."""
-    if device.type != "cuda":
-        return "none"
-    if amp != "auto":
-        return amp
-    major, _ = torch.cuda.get_device_capability(device)
-    return "bf16" if major >= BF16_CAPABILITY else "fp16"
-
-
-def autocast(amp: str, device: torch.device):
-    """Training's precision: mixed on a GPU as `amp` (or its resolution) names it; CPUs always train in
-    float32 (bf16 slows the CPU recipe's training: docs/results.md)."""
-    return inference_autocast(amp, "float32", device)
 
 
 def flush_denormals() -> bool:
@@ -61,18 +45,44 @@ def has_amx() -> bool:
         return False
 
 
-def inference_precision(amp: str, cpu_precision: str, device: torch.device) -> str:
-    """Precision of prediction: a GPU's mixed precision as `amp` resolves; on a CPU bf16 when `cpu_precision`
-    is bf16, or auto on a CPU with AMX tiles (there 1.8-2x float32's speed for the CPU recipe at the same
-    mAP: docs/results.md), else none (float32)."""
-    if device.type == "cuda":
-        return resolve_amp(amp, device)
-    return "bf16" if cpu_precision == "bf16" or (cpu_precision == "auto" and has_amx()) else "none"
+@dataclass(frozen=True)
+class Precision:
+    """The one answer to "which precision" on a device: bf16, fp16 (with a grad scaler) or none (float32).
+    Training and prediction ask with their own settings (`training`, `inference`); callers keep the answer."""
 
+    name: str
+    device_type: str
 
-def inference_autocast(amp: str, cpu_precision: str, device: torch.device):
-    dtype = AMP[inference_precision(amp, cpu_precision, device)]
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    @classmethod
+    def training(cls, amp: str, device: torch.device) -> "Precision":
+        """Mixed on a GPU as `amp` names it, auto resolved: bf16 on compute capability 8.0 and newer, fp16
+        below (Kaggle's T4 is 7.5, its P100 6.0: bf16 only emulated). CPUs train in float32 (bf16 slowed
+        the CPU recipe's training: docs/results.md)."""
+        if device.type != "cuda":
+            return cls("none", device.type)
+        if amp == "auto":
+            amp = "bf16" if torch.cuda.get_device_capability(device)[0] >= BF16_CAPABILITY else "fp16"
+        return cls(amp, device.type)
+
+    @classmethod
+    def inference(cls, amp: str, cpu_precision: str, device: torch.device) -> "Precision":
+        """A GPU predicts as it trains; a CPU in bf16 when `cpu_precision` is bf16, or auto on a CPU with AMX
+        tiles (there 1.8-2x float32's speed for the CPU recipe at the same mAP: docs/results.md), else float32."""
+        if device.type == "cuda":
+            return cls.training(amp, device)
+        return cls("bf16" if cpu_precision == "bf16" or (cpu_precision == "auto" and has_amx()) else "none", "cpu")
+
+    @property
+    def scaled(self) -> bool:
+        """Whether the loss is scaled (fp16's narrow range underflows small gradients)."""
+        return self.name == "fp16"
+
+    def autocast(self):
+        dtype = DTYPES[self.name]
+        return torch.autocast(self.device_type, dtype=dtype, enabled=dtype is not None)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 def memory_format(obj, channels_last: bool):

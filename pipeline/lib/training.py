@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,33 +18,28 @@ import pandas as pd
 import torch
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from . import plots
-from .augment import build_augment
+from .batches import training_batches
 from .board import Board
-from .checkpoints import CheckpointSaver
+from .checkpoints import CheckpointSaver, TrainingState
 from .config import Config, save_config
-from .data import load_test, load_train
-from .dataset import SaltDataset, seed_worker
-from .device_batches import DeviceBatches
+from .data import load_test
 from .distributed import ALONE, FoldGroup, shows_progress
 from .errors import PipelineError
-from .fold_data import FoldData, fold_data, pseudo_labelled
-from .folds import read_folds, split_digest
-from .identity import changes, describe
+from .fold_data import FoldData, FoldInputs, pseudo_labelled
 from .geometry import from_canvas
-from .inference import Prediction, Predictor
+from .inference import InferenceSettings, Prediction, Predictor
 from .losses import empty_head_loss, make_loss
 from .metric import mean_score
 from .models import build_model
-from .paths import InputLayout, WorkLayout
+from .paths import InputLayout
 from .postprocess import masks_from_probs
-from .runtime import (autocast, inference_precision, make_optimizer, memory_format, pick_device, resolve_amp,
-                      rng_state, seed_everything, set_deterministic, set_rng_state)
+from .records import write_record
+from .runtime import (Precision, make_optimizer, memory_format, pick_device, rng_state, seed_everything,
+                      set_deterministic, set_rng_state)
 from .schedule import Schedule
-from .records import check_fold, fold_identity, write_record
 from .store import Probs, atomic_path, to_levels
 from .tuning import search, untuned
 
@@ -115,224 +111,218 @@ class EpochLog:
         self.board.close()
 
 
+@dataclass
+class Networks:
+    """The network a fold trains (`model`), its moving average (`ema`, under train.ema), the one validated,
+    chosen and saved for prediction (`evaluated`: the average when there is one) and the one called in
+    training steps (`forward`: `model`, or its DDP wrapper in a group)."""
+
+    model: torch.nn.Module
+    ema: ModelEmaV3 | None
+    forward: torch.nn.Module
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        return self.model if self.ema is None else self.ema.module
+
+
+def networks(config: Config, device: torch.device, group: FoldGroup, pretrained: bool) -> Networks:
+    t = config.train
+    model = memory_format(build_model(config.model, config.in_channels, pretrained).to(device), t.channels_last)
+    ema = ModelEmaV3(model, decay=t.ema, use_warmup=True) if t.ema > 0 else None
+    forward = model if group.size == 1 else DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None, process_group=group.process_group)
+    return Networks(model, ema, forward)
+
+
 class Trainer:
     """The training loop of one fold: batches, optimiser steps on a per-step schedule, validation.
-    Checkpoints go through `saver`; the per-epoch record through `log`. In a `group` of several processes
-    (DDP), each takes its share of every batch and only the leader writes; all of them validate (their
-    weights are the same), so all agree on the best epoch without messages."""
+    Checkpoints, and which epoch is best, are the `saver`'s; the per-epoch record is the `log`'s. In a
+    `group` of several processes (DDP), each takes its share of every batch and only the leader writes; all
+    of them validate (their weights are the same), so all agree on the best epoch without messages."""
 
     def __init__(self, config: Config, data: FoldData, saver: CheckpointSaver, log: EpochLog, device: torch.device,
-                 fold: int, group: FoldGroup = ALONE, pretrained: bool = True):
-        t = config.train
-        self.config, self.data, self.saver, self.log, self.device, self.fold = config, data, saver, log, device, fold
-        self.group = group
-        if t.batch_size % group.size:
-            raise PipelineError(f"train.batch_size {t.batch_size} does not split over the {group.size} processes "
-                                f"training fold {fold}; use a multiple of {group.size}")
+                 group: FoldGroup = ALONE, pretrained: bool = True):
+        t, fold = config.train, saver.fold
+        self.config, self.data, self.saver, self.log, self.device, self.fold, self.group = \
+            config, data, saver, log, device, fold, group
+        check_batch(t.batch_size, group, fold, len(data.fit))
         seed_everything(t.seed + fold)
         set_deterministic(t.deterministic)
-        self.loader_gen = torch.Generator().manual_seed(t.seed + fold)
-        self.train_loader = self.make_loader(data)
-        if len(self.train_loader) == 0:
-            raise PipelineError(f"train.batch_size {t.batch_size} exceeds the {len(data.fit)} training images")
-        model = build_model(config.model, config.in_channels, pretrained).to(device)  # no start weights to resume
-        self.start_source = model.start_source
-        self.model = memory_format(model, t.channels_last)
-        # with an average of the weights, the average is what is validated, chosen and saved for prediction
-        self.ema = ModelEmaV3(self.model, decay=t.ema, use_warmup=True) if t.ema > 0 else None
-        self.evaluated = self.model if self.ema is None else self.ema.module
-        self.forward = self.model if group.size == 1 else DistributedDataParallel(
-            self.model, device_ids=[device] if device.type == "cuda" else None, process_group=group.process_group)
-        self.optimizer = make_optimizer(t, self.model)
-        schedule = Schedule.of(t, len(self.train_loader))
+        self.batches = training_batches(config, data.fit, device, group, fold)
+        self.nets = networks(config, device, group, pretrained)  # no start weights to fetch when resuming
+        self.start_source = self.nets.model.start_source
+        self.optimizer = make_optimizer(t, self.nets.model)
+        schedule = Schedule.of(t, len(self.batches))
         self.scheduler = schedule.scheduler(self.optimizer, t.min_lr)
         self.snapshot_steps = schedule.cycle_ends() if t.cycles > 1 else []
-        self.precision = resolve_amp(t.amp, device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
-        self.validator = Predictor([self.evaluated], config, device)
+        self.precision = Precision.training(t.amp, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.scaled)
+        self.validator = Predictor([self.nets.evaluated], InferenceSettings.of(config, device))
         self.val_inputs = self.validator.prepare(data.val.images, data.val.depths)  # once, on the device
-        self.start_epoch, self.step, self.best_score = 0, 0, -1.0
+        self.start_epoch, self.step = 0, 0
 
-    def make_loader(self, data: FoldData):
-        t, fit = self.config.train, data.fit
-        group = self.group
-        if t.gpu_augment:
-            return DeviceBatches(fit.images, fit.depths, fit.masks, self.config, self.device, self.loader_gen,
-                                 shard=(group.member, group.size))
-        self.train_set = SaltDataset(fit.images, fit.depths, self.config.data, fit.masks,
-                                     build_augment(self.config.augment))
-        # in a group, every process draws the same order and takes its share of each batch
-        self.sampler = None if group.size == 1 else DistributedSampler(
-            self.train_set, group.size, group.member, shuffle=True, seed=t.seed + self.fold, drop_last=True)
-        return DataLoader(self.train_set, batch_size=t.batch_size // group.size, shuffle=self.sampler is None,
-                          sampler=self.sampler, drop_last=True, num_workers=t.num_workers, generator=self.loader_gen,
-                          worker_init_fn=seed_worker, pin_memory=self.device.type == "cuda")
+    def state(self, epoch: int) -> TrainingState:
+        ema = self.nets.ema
+        return TrainingState(epoch, self.step, self.saver.best_score, self.start_source, self.optimizer.state_dict(),
+                             self.scaler.state_dict(), rng_state(self.batches.generator),
+                             None if ema is None else ema.module.state_dict())
 
     def resume(self) -> None:
-        state = self.saver.load_last(self.device)
-        changed = changes(state.get("identity", {}), self.saver.identity)
-        if changed:
-            raise PipelineError(f"{self.saver.exp.last_checkpoint(self.fold)} was saved for other inputs "
-                                f"({describe(changed)}); start over with --force, or give the changed config a "
-                                "new file name")
+        weights, state = self.saver.load_last(self.device, len(self.batches))
         try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            if self.ema is not None:
-                self.ema.module.load_state_dict(state["ema"])
+            self.nets.model.load_state_dict(weights)
+            self.optimizer.load_state_dict(state.optimizer)
+            if self.nets.ema is not None:
+                self.nets.ema.module.load_state_dict(state.ema)
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError):
             raise PipelineError(f"{self.saver.exp.last_checkpoint(self.fold)} does not fit this config's model or "
                                 "optimizer (the config changed since it was saved); restore the config or start "
                                 "over with --force") from None
-        if state.get("scaler") and self.scaler.is_enabled():  # empty when saved without fp16: start afresh
-            self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"], self.loader_gen)
-        self.start_epoch, self.best_score = state["epoch"] + 1, state["best_score"]
-        self.start_source = state.get("start_weights", "unknown (saved before it was recorded)")
-        self.step = state.get("step", self.start_epoch * len(self.train_loader))  # saved before steps were kept
+        if state.scaler and self.scaler.is_enabled():  # empty when saved without fp16: start afresh
+            self.scaler.load_state_dict(state.scaler)
+        set_rng_state(state.rng, self.batches.generator)
+        self.start_epoch, self.step, self.start_source = state.epoch + 1, state.step, state.start_weights
         self.log.resume(self.start_epoch)
-        print(f"fold {self.fold}: resuming after epoch {state['epoch']} (best mAP {self.best_score:.4f})")
+        print(f"fold {self.fold}: resuming after epoch {state.epoch} (best mAP {state.best_score:.4f})")
 
     def train_epoch(self, epoch: int, loss_fn) -> float:
-        t = self.config.train
-        self.model.train()
-        if not t.gpu_augment:
-            self.train_set.epoch_seed = t.seed * 10007 + self.fold * 101 + epoch
-            self.train_set.reseed(self.train_set.epoch_seed + self.group.member)
-            if self.sampler is not None:
-                self.sampler.set_epoch(epoch)
+        self.nets.model.train()
+        self.batches.set_epoch(epoch)
         total = torch.zeros((), device=self.device)
-        bar = tqdm(self.train_loader, desc=f"fold {self.fold} epoch {epoch + 1}/{t.epochs}", leave=False,
+        bar = tqdm(self.batches, desc=f"fold {self.fold} epoch {epoch + 1}/{self.config.train.epochs}", leave=False,
                    disable=not shows_progress())
         for n, (x, y) in enumerate(bar):
             self.optimizer_step(x, y, loss_fn, total)
             if n % 20 == 0:
                 bar.set_postfix(loss=f"{total.item() / (n + 1):.4f}")
-        return total.item() / len(self.train_loader)
+        return total.item() / len(self.batches)
 
     def optimizer_step(self, x, y, loss_fn, total: torch.Tensor) -> None:
+        """One training step, as every run and `pipeline.bench --train-step` take it."""
         t = self.config.train
         self.scheduler.step_update(self.step)
         if self.group.leader:
             self.log.step(self.step, self.optimizer.param_groups[0]["lr"])
         x = memory_format(x.to(self.device, non_blocking=True), t.channels_last)
         y = y.to(self.device, non_blocking=True)
-        with autocast(t.amp, self.device):
-            logits, head = self.forward(x)
+        with self.precision.autocast():
+            logits, head = self.nets.forward(x)
             loss = batch_loss(from_canvas(logits.float(), self.config.data.input_mode), head, y, loss_fn, t)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if t.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.nets.model.parameters(), t.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         total += loss.detach()
         self.step += 1
-        if self.ema is not None:
-            self.ema.update(self.model, step=self.step)
-        # the true end of a cosine cycle, wherever it falls in the epoch
-        if self.step in self.snapshot_steps and self.group.leader:
-            self.saver.save_snapshot(self.evaluated, self.snapshot_steps.index(self.step), self.step)
+        if self.nets.ema is not None:
+            self.nets.ema.update(self.nets.model, step=self.step)
+        if self.step in self.snapshot_steps:  # the true end of a cosine cycle, wherever it falls in the epoch
+            self.saver.save_snapshot(self.nets.evaluated, self.snapshot_steps.index(self.step), self.step)
 
     def validate(self) -> tuple[Prediction, dict]:
         val = self.data.val
         prediction = self.validator(val.images, val.depths, f"fold {self.fold} validation", self.val_inputs)
         return prediction, validation_scores(prediction, val.ids, val.masks, self.config.tune)
 
+    def epoch(self, epoch: int) -> tuple[dict, Prediction | None]:
+        """Train one epoch and validate when due; its log row and the validation's prediction."""
+        t, started, prediction = self.config.train, time.time(), None
+        loss_fn = loss_for_epoch(t, epoch)
+        train_loss = self.train_epoch(epoch, loss_fn)
+        if not np.isfinite(train_loss):
+            raise PipelineError(
+                f"fold {self.fold} epoch {epoch + 1}: the training loss became {train_loss}; the last good "
+                f"checkpoint is kept at {self.saver.exp.last_checkpoint(self.fold)}. Lower train.lr or set "
+                "train.grad_clip=1.0, then rerun with --resume")
+        row = {"epoch": epoch, "loss_name": loss_fn.name, "train_loss": train_loss,
+               "lr": self.optimizer.param_groups[0]["lr"]}
+        if (epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs:
+            prediction, scores = self.validate()
+            row.update(scores)
+            self.saver.save_checkpoint(self.nets.evaluated, epoch, scores["score_best"])
+        row["seconds"] = round(time.time() - started, 2)
+        return row, prediction
+
     def run(self) -> float:
         t = self.config.train
-        validation = inference_precision(t.amp, self.config.predict.cpu_precision, self.device)
         print(f"fold {self.fold}: training on {self.device.type}, precision {self.precision} (train.amp {t.amp}), "
-              f"validation {validation}", flush=True)
+              f"validation {self.validator.settings.precision}", flush=True)
+        prediction = None
         for epoch in range(self.start_epoch, t.epochs):
-            started = time.time()
-            loss_fn = loss_for_epoch(t, epoch)
-            train_loss = self.train_epoch(epoch, loss_fn)
-            if not np.isfinite(train_loss):
-                raise PipelineError(
-                    f"fold {self.fold} epoch {epoch + 1}: the training loss became {train_loss}; the last good "
-                    f"checkpoint is kept at {self.saver.exp.last_checkpoint(self.fold)}. Lower train.lr or set "
-                    "train.grad_clip=1.0, then rerun with --resume")
-            row = {"epoch": epoch, "loss_name": loss_fn.name, "train_loss": train_loss,
-                   "lr": self.optimizer.param_groups[0]["lr"]}
-            if (epoch + 1) % t.val_every == 0 or epoch + 1 == t.epochs:
-                prediction, scores = self.validate()
-                row.update(scores)
-                if scores["score_best"] > self.best_score:
-                    self.best_score = scores["score_best"]
-                    if self.group.leader:
-                        self.saver.save_best(self.evaluated, epoch, self.best_score)
-            row["seconds"] = round(time.time() - started, 2)
+            row, prediction = self.epoch(epoch)
             if not self.group.leader:  # the leader writes and reports for the group
                 continue
             self.log.add(row)
             if (epoch + 1) % t.resume_every == 0 or epoch + 1 == t.epochs:
-                self.saver.save_last(self.model, optimizer=self.optimizer.state_dict(),
-                                     scaler=self.scaler.state_dict(), rng=rng_state(self.loader_gen), epoch=epoch,
-                                     step=self.step, best_score=self.best_score, start_weights=self.start_source,
-                                     ema=None if self.ema is None else self.ema.module.state_dict())
-            print(f"fold {self.fold} epoch {epoch + 1}/{t.epochs}: loss {train_loss:.4f} "
+                self.saver.save_last(self.nets.model, self.state(epoch))
+            print(f"fold {self.fold} epoch {epoch + 1}/{t.epochs}: loss {row['train_loss']:.4f} "
                   f"val_bce {row.get('val_bce', np.nan):.4f} mAP@0.5 {row.get('score_05', np.nan):.4f} "
                   f"tuned {row.get('score_best', np.nan):.4f} ({row['seconds']:.0f}s)", flush=True)
         if self.group.leader:
-            self.log.plot(self.data.val, prediction if t.epochs > self.start_epoch else None)
-        return self.best_score
+            self.log.plot(self.data.val, prediction)
+        return self.saver.best_score
 
 
-def fold_inputs(config: Config, layout: InputLayout, work: WorkLayout):
-    """The training data, the split, and the identity a fold trained now would have."""
-    train = load_train(layout, work)
-    frame = read_folds(work, train.ids)
-    return train, frame, fold_identity(config, work, train.digest, split_digest(frame))
+def check_batch(batch_size: int, group: FoldGroup, fold: int, images: int) -> None:
+    if batch_size % group.size:
+        raise PipelineError(f"train.batch_size {batch_size} does not split over the {group.size} processes "
+                            f"training fold {fold}; use a multiple of {group.size}")
+    if batch_size > images:
+        raise PipelineError(f"train.batch_size {batch_size} exceeds the {images} training images")
 
 
-def pending_folds(config: Config, work: WorkLayout, inputs, folds: list[int], force: bool) -> list[int]:
-    """The folds of `folds` that `train_fold` would train, given `fold_inputs`; a fold trained for other
-    inputs is an error unless `force`."""
-    if force:
-        return folds
-    exp, (_, _, identity) = work.experiment(config.name), inputs
-    return [fold for fold in folds if not check_fold(exp, fold, identity)]
+def pending_folds(config: Config, inputs: FoldInputs, folds: list[int], force: bool) -> list[int]:
+    """The folds of `folds` that `train_fold` would train; a fold trained for other inputs is an error
+    unless `force`."""
+    return folds if force else [fold for fold in folds if not inputs.is_trained(config, fold)]
 
 
-def train_fold(config: Config, layout: InputLayout, work: WorkLayout, fold: int, resume: bool = False,
-               force: bool = False, device: torch.device | None = None, group: FoldGroup = ALONE,
-               inputs=None) -> float | None:
+def train_fold(config: Config, layout: InputLayout, inputs: FoldInputs, fold: int, resume: bool = False,
+               force: bool = False, device: torch.device | None = None, group: FoldGroup = ALONE) -> float | None:
     """Train one fold; returns its best validation mAP, or None when it was already trained for exactly
     these inputs. A fold trained (or half-trained) for other inputs is an error unless `force`. In a
-    `group`, every member calls this; the leader alone writes. `inputs`: `fold_inputs`, when made already."""
-    exp = work.experiment(config.name)
-    train, frame, identity = inputs or fold_inputs(config, layout, work)
-    split = frame["fold"].to_numpy()
-    pseudo_source = config.data.pseudo_labels
-    pseudo = pseudo_labelled(work.experiment(pseudo_source), load_test(layout, work)) if pseudo_source else None
+    `group`, every member calls this; the leader alone writes."""
+    exp = inputs.work.experiment(config.name)
     if force and group.leader:
         shutil.rmtree(exp.fold_dir(fold), ignore_errors=True)
     group.barrier()  # the others look at the fold's files only once the leader has cleared them
-    if check_fold(exp, fold, identity):
+    if inputs.is_trained(config, fold):
         print(f"fold {fold}: up to date ({exp.done_marker(fold)}); pass --force to retrain")
         return None
-    if exp.last_checkpoint(fold).exists() and not resume:
+    resuming = exp.last_checkpoint(fold).exists()
+    if resuming and not resume:
         raise PipelineError(f"fold {fold} has a checkpoint from an earlier run ({exp.last_checkpoint(fold)}); "
                             "pass --resume to continue it or --force to start over")
-    data = fold_data(train, split, fold, config.data.drop_blank, pseudo)
-    if group.leader:
-        save_config(exp.config_yaml, config, exp.made_from_json)
-    log = EpochLog(exp.log_csv(fold), exp.curves_png(fold), f"{config.name} fold {fold}",
-                   Board(exp.fold_dir(fold), config.train.tensorboard and group.leader))
-    resuming = resume and exp.last_checkpoint(fold).exists()
-    trainer = Trainer(config, data, CheckpointSaver(exp, fold, config, identity), log, device or pick_device(), fold,
-                      group, pretrained=not resuming)
-    if resuming:
-        trainer.resume()
+    trainer = fold_trainer(config, layout, inputs, fold, device or pick_device(), group, resuming)
     try:
         best = trainer.run()
     except torch.cuda.OutOfMemoryError:
         raise PipelineError(f"CUDA ran out of memory at train.batch_size={config.train.batch_size}; "
                             "lower it (e.g. train.batch_size=16) and rerun with --resume") from None
     if group.leader:
-        write_record(exp.done_marker(fold), identity, best_score=best, epochs=config.train.epochs,
-                     precision=trainer.precision, device=trainer.device.type, start_weights=trainer.start_source,
+        write_record(exp.done_marker(fold), inputs.identity(config), best_score=best, epochs=config.train.epochs,
+                     precision=str(trainer.precision), device=trainer.device.type, start_weights=trainer.start_source,
                      processes=group.size)
     return best
+
+
+def fold_trainer(config: Config, layout: InputLayout, inputs: FoldInputs, fold: int, device: torch.device,
+                 group: FoldGroup, resuming: bool) -> Trainer:
+    """The fold's Trainer on its data, saver and log (resumed from last.pt when `resuming`)."""
+    exp = inputs.work.experiment(config.name)
+    source = config.data.pseudo_labels
+    pseudo = pseudo_labelled(inputs.work.experiment(source), load_test(layout, inputs.work)) if source else None
+    data = inputs.fold_data(fold, config.data.drop_blank, pseudo)
+    if group.leader:
+        save_config(exp.config_yaml, config, exp.made_from_json)
+    log = EpochLog(exp.log_csv(fold), exp.curves_png(fold), f"{config.name} fold {fold}",
+                   Board(exp.fold_dir(fold), config.train.tensorboard and group.leader))
+    saver = CheckpointSaver(exp, fold, config, inputs.identity(config), writes=group.leader)
+    trainer = Trainer(config, data, saver, log, device, group, pretrained=not resuming)
+    if resuming:
+        trainer.resume()
+    return trainer

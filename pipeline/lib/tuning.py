@@ -10,9 +10,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import analysis, plots
-from .data import load_train
 from .errors import PipelineError
-from .folds import read_folds
+from .fold_data import FoldInputs
 from .metric import grid_counts, mean_score, scores_from_counts
 from .mosaic import Mosaics, read_mosaics
 from .neighbours import RULES, Neighbourhood, apply, neighbourhood
@@ -183,9 +182,9 @@ def run_tune(name: str, section, layout, work: WorkLayout, force: bool = False) 
         return None
     if not exp.predict_json.exists():
         raise PipelineError(f"{exp.predict_json} is missing; run `python -m pipeline.predict` for '{name}' first")
-    train = load_train(layout, work)
-    split = read_folds(work, train.ids)["fold"].to_numpy()
-    probs = oof_probs(exp, sorted(set(split))).subset(train.ids)
+    inputs = FoldInputs.load(layout, work)
+    train, split = inputs.train, inputs.split
+    probs = oof_probs(exp, inputs.folds).subset(train.ids)
     context = rule_context(work, exp, train, section)
     result = tune(probs, train.masks, train.images, split, section, exp, stage, context)
     d = result["decision"]
