@@ -7,7 +7,7 @@ Each config trains (or resumes, or is skipped when done) on the same folds. The 
 them (best checkpoint, or the averaged snapshots with predict.use_snapshots) with flip TTA, pooled, under
 one tuned decision (threshold, minimum area, and the image head's cut when it has one) -- with `--fold
 all` that is the k-fold CV score, as `tune` computes it for a submission --, its gain over the first
-config, the best validation mAP seen during training (mean over folds; threshold from a small grid, no
+config, the mAP lost on empty images, masks under 10% coverage and larger ones (`lost_*`), the best validation mAP seen during training (mean over folds; threshold from a small grid, no
 TTA), and training minutes (all folds). Written as Markdown (default
 experiments/ablations.md).
 """
@@ -33,14 +33,16 @@ from .lib.training import train_fold
 
 def summarize(work: WorkLayout, configs: list[Path], folds: list[int], tuned: dict | None = None,
               fold_arg: str | None = None) -> pd.DataFrame:
-    """One row per config whose folds all have a training log."""
+    """One row per config whose folds all have a training log; `tuned`: `tuned_score` per config name."""
     rows = []
     for path in configs:
         exp = work.experiment(path.stem)
         if not all(exp.log_csv(fold).exists() for fold in folds):
             continue
         logs = [pd.read_csv(exp.log_csv(fold)) for fold in folds]
-        rows.append({"experiment": path.stem, "tuned_mAP": (tuned or {}).get(path.stem, float("nan")),
+        scores = (tuned or {}).get(path.stem, {})
+        rows.append({"experiment": path.stem, "tuned_mAP": scores.get("tuned_mAP", float("nan")),
+                     **{key: value for key, value in scores.items() if key.startswith("lost_")},
                      "train_val_mAP": round(float(np.mean([log["score_best"].max() for log in logs])), 4),
                      "minutes": round(sum(log["seconds"].sum() for log in logs) / 60, 1),
                      "epochs": len(logs[0]),

@@ -14,12 +14,14 @@ def test_summary_compares_each_experiment_with_the_first(tmp_path):
         path.parent.mkdir(parents=True)
         pd.DataFrame({"epoch": range(len(scores)), "score_best": scores, "seconds": 30.0}).to_csv(path, index=False)
     table = summarize(work, [Path("c/base.yaml"), Path("c/scse.yaml"), Path("c/untrained.yaml")], [0],
-                      {"base": 0.7, "scse": 0.72})
+                      {"base": {"tuned_mAP": 0.7, "lost_empty": 0.05, "lost_under_10%": 0.15, "lost_10%_up": 0.1},
+                       "scse": {"tuned_mAP": 0.72, "lost_empty": 0.05, "lost_under_10%": 0.13, "lost_10%_up": 0.1}})
     assert table["experiment"].tolist() == ["base", "scse"]
     assert table["vs_first"].tolist() == [0.0, 0.02] and table["minutes"].tolist() == [1.0, 1.5]
     assert table["train_val_mAP"].tolist() == [0.6, 0.65]
     text = markdown(table)
-    assert text.splitlines()[0].startswith("| experiment | tuned_mAP | vs_first")
+    assert text.splitlines()[0].startswith("| experiment | tuned_mAP | vs_first | lost_empty | lost_under_10% |")
+    assert table["lost_under_10%"].tolist() == [0.15, 0.13]
     assert "`python -m pipeline.train --config c/scse.yaml --fold 0`" in text
 
 
@@ -32,8 +34,10 @@ def test_ablate_trains_scores_and_writes_the_table(demo_input, tmp_path):
                     "  empty_head: true\ntrain:\n  epochs: 1\n  batch_size: 8\n")
     ablate.main([str(tiny), "--fold", "0,2", "--input", str(demo_input), "--workdir", str(tmp_path)])
     text = (tmp_path / "experiments" / "ablations.md").read_text()
-    row = text.splitlines()[2].split(" | ")
+    header, row = text.splitlines()[0].split(" | "), text.splitlines()[2].split(" | ")
     assert row[0] == "| tiny" and 0 <= float(row[1]) <= 1
+    lost = [float(row[header.index(f"lost_{group}")]) for group in ("empty", "under_10%", "10%_up")]
+    assert all(value >= 0 for value in lost) and sum(lost) == pytest.approx(1 - float(row[1]), abs=2e-4)
     assert "--fold 0,2`" in row[-1]
     assert not WorkLayout(tmp_path).experiment("tiny").fold_dir(1).exists()  # only the folds asked for
 
@@ -44,7 +48,7 @@ def test_summary_needs_every_fold_and_averages_them(tmp_path):
         path = work.experiment("base").log_csv(fold)
         path.parent.mkdir(parents=True)
         pd.DataFrame({"score_best": scores, "seconds": 60.0}).to_csv(path, index=False)
-    table = summarize(work, [Path("base.yaml")], [0, 1], {"base": 0.75}, "all")
+    table = summarize(work, [Path("base.yaml")], [0, 1], {"base": {"tuned_mAP": 0.75}}, "all")
     assert table["train_val_mAP"].tolist() == [0.7] and table["minutes"].tolist() == [4.0]
     assert table["command"].iloc[0].endswith("--fold all")
     assert summarize(work, [Path("base.yaml")], [0, 1, 2]).empty

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from pipeline.lib.errors import PipelineError
-from pipeline.lib.paths import CONFIG_DIR
+from pipeline.lib.paths import CONFIG_DIR, InputLayout
 
 
 def test_precisions_are_compared_on_the_trained_folds(demo_input, tmp_path):
@@ -25,3 +25,97 @@ def test_precisions_are_compared_on_the_trained_folds(demo_input, tmp_path):
     assert result["experiment"] == "tiny"
     for precision in ("float32", "bf16"):
         assert result[precision]["views_per_s"] > 0 and 0 <= result[precision]["cv_tuned_mAP"] <= 1
+
+
+def tiny_config(tmp_path, extra: str = ""):
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(f"base: {CONFIG_DIR / 'demo.yaml'}\nmodel:\n  decoder_channels: [16, 16, 8, 8, 8]\n"
+                    "  empty_head: true\n  encoder_weights: imagenet\n"
+                    "train:\n  epochs: 3\n  switch_epoch: 2\n  batch_size: 8\n  deep_supervision: true\n" + extra)
+    return tiny
+
+
+def test_the_training_step_benchmark_times_and_profiles_each_phase(demo_input, tmp_path, capsys):
+    """`bench --train-step`: the real Trainer step of each loss phase, images/s and where the time goes."""
+    from pipeline import bench
+    out = tmp_path / "step.json"
+    bench.main(["--train-step", str(tiny_config(tmp_path)), "--input", str(demo_input), "--steps", "1",
+                "--levers", "encoder BatchNorm frozen", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["matmul_2048_fp32_gflops"] > 0 and sorted(result["options"]) == ["as configured",
+                                                                                 "encoder BatchNorm frozen"]
+    for option in result["options"].values():
+        assert set(option) == {"overrides", "first loss", "after switch"}
+        for phase in ("first loss", "after switch"):
+            assert option[phase]["images_per_s"] > 0
+            assert 99 <= sum(option[phase]["profile_percent"].values()) <= 101
+            assert option[phase]["profile_percent"]["convolution backward"] > 0
+    table = capsys.readouterr().out
+    assert "| as configured | after switch |" in table and "convolution backward" in table
+    with pytest.raises(PipelineError, match="no lever 'fast'; valid: "):
+        bench.main(["--train-step", str(tiny_config(tmp_path)), "--levers", "fast"])
+
+
+@pytest.mark.parametrize("how", ["affine", "frozen"])
+def test_the_encoders_batch_norm_keeps_its_statistics_when_asked(demo_input, tmp_path, how):
+    import torch
+    from pipeline.lib.config import load_config
+    from pipeline.lib.data import load_train
+    from pipeline.lib.fold_data import Images
+    from pipeline.lib.step_bench import Step, bench_trainer
+    config = load_config(tiny_config(tmp_path), [f"train.encoder_bn={how}"], encoder=False)
+    train = load_train(InputLayout(demo_input))
+    trainer = bench_trainer(config, Images(train.ids, train.images, train.depths, train.masks), torch.device("cpu"))
+    norms = [m for m in trainer.nets.model.net.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [(m.running_mean.clone(), m.weight.detach().clone()) for m in norms]
+    Step(trainer, 0)()
+    assert all(not m.training for m in norms) and trainer.nets.model.net.decoder.training
+    assert all(torch.equal(m.running_mean, mean) for m, (mean, _) in zip(norms, before))
+    assert all(torch.equal(m.weight, weight) is (how == "frozen") for m, (_, weight) in zip(norms, before))
+
+
+def test_encoder_batch_norm_statistics_need_a_pretrained_encoder(tmp_path):
+    from pipeline.lib.config import load_config
+    with pytest.raises(PipelineError, match="train.encoder_bn affine keeps the encoder's BatchNorm statistics"):
+        load_config(tiny_config(tmp_path), ["train.encoder_bn=affine", "model.encoder_weights=none"], encoder=False)
+
+
+def test_compiling_the_step_is_how_a_run_executes_not_what_it_learns(tmp_path):
+    from pipeline.lib.config import load_config
+    assert load_config(tiny_config(tmp_path), ["train.compile=true"], encoder=False).name == "tiny"
+    assert load_config(tiny_config(tmp_path), ["train.encoder_bn=frozen"], encoder=False).name.startswith("tiny-")
+
+
+def test_progressive_resizing_trains_the_early_epochs_on_the_small_canvas(tmp_path):
+    """train.early_input_mode for the first train.early_epochs; later epochs, validation and prediction on
+    the data's canvas."""
+    import numpy as np
+    import torch
+    from pipeline.lib.batches import training_batches
+    from pipeline.lib.config import load_config
+    from pipeline.lib.distributed import ALONE
+    from pipeline.lib.fold_data import Images
+    config = load_config(tiny_config(tmp_path), ["train.early_input_mode=resize96", "train.early_epochs=2"],
+                         encoder=False)
+    rng = np.random.default_rng(0)
+    fit = Images(np.arange(16).astype(str), rng.integers(0, 255, (16, 101, 101), dtype=np.uint8),
+                 np.zeros(16, np.float32), rng.random((16, 101, 101)) > 0.5)
+    for gpu_augment in (False, True):
+        run_as = config.model_copy(update={"train": config.train.model_copy(update={"gpu_augment": gpu_augment})})
+        batches = training_batches(run_as, fit, torch.device("cpu"), ALONE, 0)
+        sides = []
+        for epoch in range(3):
+            batches.set_epoch(epoch)
+            sides.append((batches.input_mode, next(iter(batches))[0].shape[-1]))
+        assert sides == [("resize96", 96), ("resize96", 96), ("pad128", 128)]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.early_epochs=2"], "early_input_mode and early_epochs go together"),
+    (["train.early_input_mode=resize96"], "early_input_mode and early_epochs go together"),
+    (["train.early_input_mode=resize96", "train.early_epochs=3"], r"early_epochs \(3\) below epochs \(3\)"),
+])
+def test_progressive_resizing_is_checked_whole(tmp_path, overrides, message):
+    from pipeline.lib.config import load_config
+    with pytest.raises(PipelineError, match=message):
+        load_config(tiny_config(tmp_path), overrides, encoder=False)

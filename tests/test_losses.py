@@ -66,3 +66,12 @@ def test_counted_images_equal_the_loss_of_those_images_alone(name):
     value = loss(logits, target, none)
     value.backward()
     assert value.item() == pytest.approx(0.0, abs=1e-6) and torch.isfinite(logits.grad).all()
+
+
+def test_lovasz_with_elu_plus_one_still_pulls_pixels_that_are_right():
+    """elu + 1 for the hinge's ReLU: errors below the margin (-1 here) weigh e^-1, not 0."""
+    import math
+    from pipeline.lib.losses import lovasz_elu, lovasz_symmetric_elu
+    assert lovasz_elu(as_batch([2.0, -2.0]), as_batch([1, 0])).item() == pytest.approx(math.exp(-1))
+    assert lovasz(as_batch([2.0, -2.0]), as_batch([1, 0])).item() == pytest.approx(0.0)
+    assert lovasz_symmetric_elu(as_batch([2.0, -2.0]), as_batch([1, 0])).item() == pytest.approx(math.exp(-1))

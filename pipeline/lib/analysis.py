@@ -63,6 +63,17 @@ def summary(frame: pd.DataFrame) -> dict:
             "errors": errors}
 
 
+# coverage classes pooled where the CPU recipe loses its points: empty images, small masks, the rest
+SIZE_GROUPS = {"empty": (0,), "under_10%": (1,), "10%_up": tuple(range(2, COVERAGE_BINS + 1))}
+
+
+def points_by_size(frame: pd.DataFrame) -> dict[str, float]:
+    """The mAP each size group costs (`lost_<group>`): the sum of (1 - score) over its images / all images."""
+    lost = 1 - frame["score"]
+    return {f"lost_{name}": round(float(lost[frame["coverage_class"].isin(classes)].sum() / len(frame)), 4)
+            for name, classes in SIZE_GROUPS.items()}
+
+
 def worst(frame: pd.DataFrame, per_kind: int = 8) -> list[tuple[str, np.ndarray]]:
     """The worst images of each losing kind (row positions): lowest score, then the largest area wrong."""
     out = []

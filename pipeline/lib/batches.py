@@ -1,6 +1,7 @@
 """Training batches, one interface for both ways of making them: iterate (input, mask) batches, `len`,
-`set_epoch(epoch)` before each epoch, and `generator`, the CPU generator their random draws come from
-(saved in the resume checkpoint, so a resumed run draws what the uninterrupted one would have).
+`set_epoch(epoch)` before each epoch, `input_mode`, the canvas of the epoch's batches (progressive resizing:
+`train.early_input_mode` for the first `train.early_epochs`), and `generator`, the CPU generator their random
+draws come from (saved in the resume checkpoint, so a resumed run draws what the uninterrupted one would have).
 
   LoaderBatches  albumentations on the CPU, in DataLoader workers (the default)
   DeviceBatches  the train set held on the device and augmented there (train.gpu_augment)
@@ -16,6 +17,7 @@ from .augment import build_augment
 from .dataset import SaltDataset, seed_worker
 from .device_batches import DeviceBatches
 from .distributed import FoldGroup
+from .geometry import epoch_input_mode
 
 
 class LoaderBatches:
@@ -25,6 +27,7 @@ class LoaderBatches:
     def __init__(self, fit, config, device: torch.device, generator: torch.Generator, group: FoldGroup, fold: int):
         t = config.train
         self.generator, self.member, self.seed = generator, group.member, t.seed * 10007 + fold * 101
+        self.config, self.input_mode = config, config.data.input_mode
         self.dataset = SaltDataset(fit.images, fit.depths, config.data, fit.masks, build_augment(config.augment))
         self.sampler = None if group.size == 1 else DistributedSampler(
             self.dataset, group.size, group.member, shuffle=True, seed=t.seed + fold, drop_last=True)
@@ -33,6 +36,7 @@ class LoaderBatches:
                                  worker_init_fn=seed_worker, pin_memory=device.type == "cuda")
 
     def set_epoch(self, epoch: int) -> None:
+        self.input_mode = self.dataset.mode = epoch_input_mode(self.config, epoch)
         self.dataset.epoch_seed = self.seed + epoch
         self.dataset.reseed(self.dataset.epoch_seed + self.member)
         if self.sampler is not None:

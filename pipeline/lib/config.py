@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, field_vali
 from .augment import AUGMENTATIONS, enabled
 from .errors import PipelineError
 from .identity import digest, training_sections
-from .names import (AMP, ARCHS, ATTENTION, CHANNELS, CPU_PRECISIONS, GPU_AUGMENTATIONS, INPUT_MODES, LOSSES,
+from .names import (AMP, ARCHS, ATTENTION, CHANNELS, CPU_PRECISIONS, ENCODER_BN, GPU_AUGMENTATIONS, INPUT_MODES, LOSSES,
                     MIN_SCSE_CHANNELS, NEIGHBOUR_RULES, OPTIMIZERS, TAKES_ATTENTION, TAKES_DECODER_CHANNELS,
                     TAKES_HYPERCOLUMN, TTA)
 from .paths import N_FOLDS, SPLITS, config_file
@@ -28,7 +28,8 @@ INTERNAL = ("name", "origin")  # Config fields the pipeline sets, never a config
 
 
 class DataConfig(Section):
-    input_mode: Name(INPUT_MODES) = "pad128"  # pad128: reflect-pad 101->128; resize256: resize to 202, pad to 256
+    # pad128: reflect-pad 101->128; resize256: resize to 202, pad to 256; resize96: resize to 96 (no padding)
+    input_mode: Name(INPUT_MODES) = "pad128"
     channels: list[Name(CHANNELS)] = ["gray"]  # gray, plus optionally depth and/or coord (row coordinate)
     drop_blank: bool = False  # drop constant images from training; they are predicted empty
     pseudo_labels: Optional[str] = None  # an experiment's name: add the test images its pseudo stage labelled
@@ -108,6 +109,13 @@ class TrainConfig(Section):
     channels_last: bool = True
     tensorboard: bool = False  # event files per fold (TensorBoard installed: the tensorboard extra)
     deterministic: bool = False  # deterministic kernels only, no cuDNN autotuning: reruns write identical logs
+    # the encoder's BatchNorm: train | affine (statistics kept at their start values) | frozen (scale, shift too)
+    encoder_bn: Name(ENCODER_BN) = "train"
+    compile: bool = False  # torch.compile the training step (inductor: fuses BatchNorm, activations, backward)
+    # progressive resizing: the first early_epochs train on this canvas (e.g. resize96), the rest, validation and
+    # prediction on data.input_mode
+    early_input_mode: Optional[Name(INPUT_MODES)] = None
+    early_epochs: int = Field(0, ge=0)
 
     @field_validator("loss", "loss_after")
     @classmethod
@@ -125,6 +133,9 @@ class TrainConfig(Section):
         if self.cycles > self.epochs - self.warmup_epochs:
             raise ValueError(f"cycles ({self.cycles}) must not exceed the epochs after warm-up "
                              f"({self.epochs - self.warmup_epochs})")
+        if (self.early_input_mode is None) != (self.early_epochs == 0) or self.early_epochs >= self.epochs:
+            raise ValueError(f"early_input_mode and early_epochs go together, early_epochs ({self.early_epochs}) "
+                             f"below epochs ({self.epochs})")
         if self.switch_epoch is not None and self.switch_epoch >= self.epochs:
             raise ValueError(f"switch_epoch ({self.switch_epoch}) must be below epochs ({self.epochs})")
         if self.min_lr > self.lr:
@@ -192,6 +203,9 @@ class Config(Section):
             if unsupported:
                 raise ValueError(f"train.gpu_augment supports {', '.join(GPU_AUGMENTATIONS)}; set "
                                  f"augment.{unsupported[0]}.p=0 or train.gpu_augment=false")
+        if self.train.encoder_bn != "train" and self.model.encoder_weights == "none":
+            raise ValueError(f"train.encoder_bn {self.train.encoder_bn} keeps the encoder's BatchNorm statistics, "
+                             "which a random encoder does not have; set model.encoder_weights or train.encoder_bn=train")
         if self.train.deep_supervision and not self.model.empty_head:
             raise ValueError("train.deep_supervision needs model.empty_head: true (the head answers for empty images)")
         return self

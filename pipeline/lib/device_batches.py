@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .augment import enabled
 from .dataset import DEPTH_MEAN, DEPTH_STD, GRAY_MEAN, GRAY_STD, row_coordinate
-from .geometry import margins
+from .geometry import epoch_input_mode, margins
 
 
 
@@ -99,10 +99,11 @@ class DeviceBatches:
         self.y = torch.from_numpy(masks).to(device).float()[:, None]
         self.depths = torch.from_numpy(np.asarray(depths, np.float32)).to(device)
         self.data, self.augment, self.generator = config.data, config.augment, generator
-        self.batch, self.shard = config.train.batch_size, shard
+        self.batch, self.shard, self.config, self.input_mode = config.train.batch_size, shard, config, config.data.input_mode
 
     def set_epoch(self, epoch: int) -> None:
-        """Nothing to do: every draw comes from `generator`, whose state the resume checkpoint keeps."""
+        """The epoch's canvas; the draws need nothing: they come from `generator`, kept by the resume checkpoint."""
+        self.input_mode = epoch_input_mode(self.config, epoch)
 
     def __len__(self) -> int:
         return len(self.x) // self.batch
@@ -113,4 +114,4 @@ class DeviceBatches:
             member, members = self.shard
             idx = order[step * self.batch:(step + 1) * self.batch][member::members]
             x, y = augment_batch(self.x[idx], self.y[idx], self.augment, self.generator)
-            yield to_canvas_batch(x, self.depths[idx], self.data.input_mode, self.data.channels), y
+            yield to_canvas_batch(x, self.depths[idx], self.input_mode, self.data.channels), y

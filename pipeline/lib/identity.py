@@ -16,7 +16,7 @@ from .compat import ADDED_KEYS
 
 DIGEST_CHARS = 16
 # train settings that say how a run executes, not what it learns: a fold may resume under other values
-RUNTIME_KEYS = ("amp", "num_workers", "channels_last", "resume_every", "tensorboard", "deterministic")
+RUNTIME_KEYS = ("amp", "num_workers", "channels_last", "resume_every", "tensorboard", "deterministic", "compile")
 
 
 def digest(*parts) -> str:

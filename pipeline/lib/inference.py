@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import analysis
 from .checkpoints import fold_weights, model_from_checkpoint
 from .config import Config, DataConfig
 from .dataset import SaltDataset, is_blank
@@ -23,6 +24,7 @@ from .distributed import shows_progress
 from .fold_data import FoldInputs
 from .store import Probs, to_levels
 from .geometry import from_canvas, tta_logits
+from .postprocess import masks_from_probs
 from .runtime import Precision, memory_format
 from .tuning import search
 
@@ -124,9 +126,12 @@ def out_of_fold(inputs: FoldInputs, config: Config, fold: int, device: torch.dev
     return Probs(train.ids[val], to_levels(prediction.probs), prediction.salt_prob), predictor
 
 
-def tuned_score(inputs: FoldInputs, config: Config, folds: list[int], device: torch.device) -> float:
-    """mAP of the folds' pooled out-of-fold predictions (made as predict makes them) under one tuned decision."""
+def tuned_score(inputs: FoldInputs, config: Config, folds: list[int], device: torch.device) -> dict:
+    """`tuned_mAP`: the mAP of the folds' pooled out-of-fold predictions (made as predict makes them) under one
+    tuned decision, and the mAP lost on empty images, small masks and the rest (`analysis.points_by_size`)."""
     oof = Probs.concat([out_of_fold(inputs, config, fold, device)[0] for fold in folds])
     order = np.concatenate([np.flatnonzero(inputs.split == fold) for fold in folds])  # the rows stacked above
-    _, score, _ = search(oof, inputs.train.masks[order], config.tune)
-    return round(score, 4)
+    truth = inputs.train.masks[order]
+    decision, score, _ = search(oof, truth, config.tune)
+    frame = analysis.per_image(oof.ids, inputs.split[order], truth, masks_from_probs(oof, decision), oof.salt_prob)
+    return {"tuned_mAP": round(score, 4), **analysis.points_by_size(frame)}

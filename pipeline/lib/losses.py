@@ -31,8 +31,9 @@ def dice(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
     return 1 - (2 * inter + smooth) / (probs.sum() + target.sum() + smooth)
 
 
-def lovasz(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-image Lovasz hinge (Berman et al. 2018), averaged over the batch.
+def lovasz(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, hinge=F.relu) -> torch.Tensor:
+    """Per-image Lovasz hinge (Berman et al. 2018), averaged over the batch; `hinge` is applied to the
+    sorted errors (ReLU in the paper).
 
     All images are sorted and scanned at once (one batched sort and cumsum), not in a Python loop.
     """
@@ -43,12 +44,27 @@ def lovasz(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | No
     gts = gt_sorted.sum(1, keepdim=True)
     jaccard = 1 - (gts - gt_sorted.cumsum(1)) / (gts + (1 - gt_sorted).cumsum(1))
     grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)  # Lovasz extension's gradient
-    return weighted_mean((F.relu(errors_sorted) * grad).sum(1), weight)
+    return weighted_mean((hinge(errors_sorted) * grad).sum(1), weight)
 
 
-def lovasz_symmetric(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+def lovasz_symmetric(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                     hinge=F.relu) -> torch.Tensor:
     """Mean of the Lovasz hinge on the logits and on the negated logits with inverted targets."""
-    return (lovasz(logits, target, weight) + lovasz(-logits, 1 - target, weight)) / 2
+    return (lovasz(logits, target, weight, hinge) + lovasz(-logits, 1 - target, weight, hinge)) / 2
+
+
+def elu_plus_one(errors: torch.Tensor) -> torch.Tensor:
+    """A smooth hinge: pixels already right by a margin still pull a little, so gradients never vanish
+    (the 14th place's and others' Lovasz variant)."""
+    return F.elu(errors) + 1
+
+
+def lovasz_elu(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    return lovasz(logits, target, weight, elu_plus_one)
+
+
+def lovasz_symmetric_elu(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    return lovasz_symmetric(logits, target, weight, elu_plus_one)
 
 
 def focal(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
@@ -58,7 +74,8 @@ def focal(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | Non
 
 
 LOSSES = implemented(names.LOSSES, {"bce": bce, "dice": dice, "lovasz": lovasz, "lovasz_symmetric": lovasz_symmetric,
-                                    "focal": focal})
+                                    "focal": focal, "lovasz_elu": lovasz_elu,
+                                    "lovasz_symmetric_elu": lovasz_symmetric_elu})
 
 
 def make_loss(terms: dict):

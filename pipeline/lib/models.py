@@ -88,6 +88,18 @@ def build_model(model, in_channels: int, pretrained: bool = True) -> SaltNet:
     return SaltNet(net, model.hypercolumn, start.source if start else RANDOM_START)
 
 
+def hold_encoder_batch_norm(model: SaltNet, how: str) -> None:
+    """`train.encoder_bn` after `model.train()`: `affine` keeps the encoder's BatchNorm statistics at their
+    start (ImageNet) values, its layers running as in evaluation, so no batch statistics are computed or
+    back-propagated through; their scale and shift still train. `frozen` fixes the scale and shift too."""
+    if how == "train":
+        return
+    for module in model.net.encoder.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            module.requires_grad_(how != "frozen")
+
+
 def smp_net(arch: str, kwargs: dict) -> nn.Module:
     """smp's network; its deprecation of an encoder name (smp 0.6: the `timm-` ports) becomes one note naming
     the replacement, printed where a model is built (folds trained on the old name still load)."""

@@ -8,11 +8,13 @@ registry we do not own: smp's and timm's names, checked against the installed li
 """
 from __future__ import annotations
 
-INPUT_MODES = ("pad128", "resize256")  # reflect-pad 101->128 | resize to 202, pad to 256 (geometry.MODES)
+# reflect-pad 101->128 | resize to 202, pad to 256 | resize to 96, no padding (geometry.MODES)
+INPUT_MODES = ("pad128", "resize256", "resize96")
 TTA = ("none", "hflip")  # geometry.TTA
 CHANNELS = ("gray", "depth", "coord")  # input planes: gray, plus optionally depth and/or the row coordinate
 GPU_AUGMENTATIONS = ("hflip", "affine", "brightness_contrast")  # what train.gpu_augment does on the device
-LOSSES = ("bce", "dice", "lovasz", "lovasz_symmetric", "focal")  # losses.LOSSES
+LOSSES = ("bce", "dice", "lovasz", "lovasz_symmetric", "focal", "lovasz_elu", "lovasz_symmetric_elu")  # losses.LOSSES
+ENCODER_BN = ("train", "affine", "frozen")  # the encoder's BatchNorm: trained | statistics fixed | all fixed
 NEIGHBOUR_RULES = ("between", "carry_down", "carry_up", "empty_below_full", "fill_holes")  # applied in this order
 OPTIMIZERS = ("adam", "adamw", "sgd")  # runtime.OPTIMIZERS
 AMP = ("auto", "bf16", "fp16", "none")  # mixed precision on GPUs; auto resolves per device (runtime.Precision)

@@ -172,6 +172,11 @@ class WorkLayout:
         return self.root / "bench" / "bench.json"
 
     @property
+    def train_step_json(self) -> Path:
+        """`pipeline.bench --train-step`'s figures: images/s and profile of each option and loss phase."""
+        return self.root / "bench" / "train_step.json"
+
+    @property
     def precision_json(self) -> Path:
         """`pipeline.bench --trained`'s float32 vs bf16 figures (default --out)."""
         return self.root / "bench" / "precision.json"

@@ -33,7 +33,7 @@ from .geometry import from_canvas
 from .inference import InferenceSettings, Prediction, Predictor
 from .losses import empty_head_loss, make_loss
 from .metric import mean_score
-from .models import build_model
+from .models import build_model, hold_encoder_batch_norm
 from .paths import InputLayout
 from .postprocess import masks_from_probs
 from .records import write_record
@@ -120,19 +120,25 @@ class Networks:
     model: torch.nn.Module
     ema: ModelEmaV3 | None
     forward: torch.nn.Module
+    encoder_bn: str = "train"
 
     @property
     def evaluated(self) -> torch.nn.Module:
         return self.model if self.ema is None else self.ema.module
 
+    def train(self) -> None:
+        self.model.train()
+        hold_encoder_batch_norm(self.model, self.encoder_bn)
+
 
 def networks(config: Config, device: torch.device, group: FoldGroup, pretrained: bool) -> Networks:
     t = config.train
     model = memory_format(build_model(config.model, config.in_channels, pretrained).to(device), t.channels_last)
+    hold_encoder_batch_norm(model, t.encoder_bn)  # before the optimizer: frozen parameters never get a step
     ema = ModelEmaV3(model, decay=t.ema, use_warmup=True) if t.ema > 0 else None
     forward = model if group.size == 1 else DistributedDataParallel(
         model, device_ids=[device] if device.type == "cuda" else None, process_group=group.process_group)
-    return Networks(model, ema, forward)
+    return Networks(model, ema, torch.compile(forward) if t.compile else forward, t.encoder_bn)
 
 
 class Trainer:
@@ -187,7 +193,7 @@ class Trainer:
         print(f"fold {self.fold}: resuming after epoch {state.epoch} (best mAP {state.best_score:.4f})")
 
     def train_epoch(self, epoch: int, loss_fn) -> float:
-        self.nets.model.train()
+        self.nets.train()
         self.batches.set_epoch(epoch)
         total = torch.zeros((), device=self.device)
         bar = tqdm(self.batches, desc=f"fold {self.fold} epoch {epoch + 1}/{self.config.train.epochs}", leave=False,
@@ -208,7 +214,7 @@ class Trainer:
         y = y.to(self.device, non_blocking=True)
         with self.precision.autocast():
             logits, head = self.nets.forward(x)
-            loss = batch_loss(from_canvas(logits.float(), self.config.data.input_mode), head, y, loss_fn, t)
+            loss = batch_loss(from_canvas(logits.float(), self.batches.input_mode), head, y, loss_fn, t)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if t.grad_clip > 0:
