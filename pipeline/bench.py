@@ -89,7 +89,7 @@ def bench_mosaic(tiles: np.ndarray) -> dict:
 
 def loader_rate(train, config, device: torch.device, batches: int) -> float:
     """Samples/s of the training loader the config trains with (`train.gpu_augment` picks which)."""
-    loader = training_batches(config, all_images(train), device, ALONE, 0)
+    loader = training_batches(config, Images.of(train), device, ALONE, 0)
     loader.set_epoch(0)
     if config.train.gpu_augment:
         next(iter(loader))  # warm-up: the set moves to the device
@@ -103,14 +103,10 @@ def loader_rate(train, config, device: torch.device, batches: int) -> float:
     return seen / (time.perf_counter() - started)
 
 
-def all_images(train) -> Images:
-    return Images(train.ids, train.images, train.depths, train.masks)
-
-
 def bench_model(config, train, images: np.ndarray, device: torch.device, steps: int) -> dict:
     """Training throughput of the config's Trainer step (each loss phase) and flip-TTA inference throughput
     of the inference path (`Predictor`) on `images`."""
-    trainer = bench_trainer(config, all_images(train), device)
+    trainer = bench_trainer(config, Images.of(train), device)
     t = config.train
     out = {"train_images_per_s": Step(trainer, 0).images_per_s(steps)}
     if t.switch_epoch is not None:
@@ -211,7 +207,7 @@ def train_step(config_path: Path, layout: InputLayout, device: torch.device, ste
         if not layout.train_csv.exists():
             layout = InputLayout(Path(tmp) / "input")
             make_demo(layout.root, n_train=400, n_test=10)
-        images = all_images(load_train(layout, None))
+        images = Images.of(load_train(layout, None))
     result = {"device": device_name(device), "matmul_2048_fp32_gflops": matmul_gflops(device),
               "torch_threads": torch.get_num_threads(), "config": str(config_path), "images": len(images)}
     options = {"as configured": []} | {name: LEVERS[name] for name in levers}

@@ -98,7 +98,7 @@ class DeviceBatches:
         self.x = torch.from_numpy(images).to(device).float().div_(255)[:, None]
         self.y = torch.from_numpy(masks).to(device).float()[:, None]
         self.depths = torch.from_numpy(np.asarray(depths, np.float32)).to(device)
-        self.data, self.augment, self.generator = config.data, config.augment, generator
+        self.augment, self.generator = config.augment, generator
         self.batch, self.shard, self.config, self.input_mode = config.train.batch_size, shard, config, config.data.input_mode
 
     def set_epoch(self, epoch: int) -> None:
@@ -114,4 +114,4 @@ class DeviceBatches:
             member, members = self.shard
             idx = order[step * self.batch:(step + 1) * self.batch][member::members]
             x, y = augment_batch(self.x[idx], self.y[idx], self.augment, self.generator)
-            yield to_canvas_batch(x, self.depths[idx], self.input_mode, self.data.channels), y
+            yield to_canvas_batch(x, self.depths[idx], self.input_mode, self.config.data.channels), y

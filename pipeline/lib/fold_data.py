@@ -3,7 +3,7 @@ trains and validates on (`FoldData`): the other folds' images (less blank ones w
 plus pseudo-labelled test images when it names a source), and its own images."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -12,6 +12,7 @@ from .data import TestSet, TrainSet, load_train
 from .dataset import is_blank
 from .errors import PipelineError
 from .folds import read_folds, split_digest
+from .identity import digest, training_sections
 from .paths import ExperimentLayout, InputLayout, WorkLayout
 from .records import fold_identity, is_trained
 
@@ -22,6 +23,11 @@ class Images:
     images: np.ndarray  # uint8 (N, 101, 101)
     depths: np.ndarray  # float32 (N,)
     masks: np.ndarray  # bool (N, 101, 101)
+
+    @classmethod
+    def of(cls, train: TrainSet) -> "Images":
+        """All of a training set's images."""
+        return cls(train.ids, train.images, train.depths, train.masks)
 
     def __getitem__(self, rows) -> "Images":
         return Images(self.ids[rows], self.images[rows], self.depths[rows], self.masks[rows])
@@ -49,6 +55,8 @@ class FoldInputs:
     train: TrainSet
     split: np.ndarray  # each training image's fold, aligned with `train`
     split_digest: str
+    # identities made so far, by the config parts they depend on: a named start-weights file is hashed once
+    identities: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def load(cls, layout: InputLayout, work: WorkLayout) -> "FoldInputs":
@@ -66,7 +74,10 @@ class FoldInputs:
 
     def identity(self, config) -> dict:
         """What a fold of `config` trained on these inputs depends on (its done.json identity)."""
-        return fold_identity(config, self.work, self.train.digest, self.split_digest)
+        key = digest(training_sections(config), config.model.encoder_weights, config.data.pseudo_labels)
+        if key not in self.identities:
+            self.identities[key] = fold_identity(config, self.work, self.train.digest, self.split_digest)
+        return self.identities[key]
 
     def is_trained(self, config, fold: int) -> bool:
         """`records.is_trained` for this config's fold: raises for a fold trained on other inputs."""
@@ -88,7 +99,7 @@ def fold_data(train: TrainSet, split: np.ndarray, fold: int, drop_blank: bool,
     """`split`: each training image's fold, aligned with `train`."""
     if fold not in set(split.tolist()):
         raise PipelineError(f"fold {fold} is not in the split (folds: {sorted(set(split.tolist()))})")
-    everything = Images(train.ids, train.images, train.depths, train.masks)
+    everything = Images.of(train)
     fit = split != fold
     if drop_blank:
         fit &= ~is_blank(train.images)
