@@ -65,6 +65,7 @@ LEVERS: dict[str, list[str]] = {
     "canvas 128 (data.input_mode=pad128)": ["data.input_mode=pad128"],
     "encoder BatchNorm statistics fixed": ["train.encoder_bn=affine"],
     "encoder BatchNorm frozen": ["train.encoder_bn=frozen"],
+    "encoder BatchNorm fused": ["train.encoder_bn=fused"],
     "torch.compile": ["train.compile=true"],
 }
 

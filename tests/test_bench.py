@@ -1,4 +1,5 @@
 """The benchmark's comparison of CPU prediction precisions on an experiment's trained folds."""
+import copy
 import json
 
 import pytest
@@ -72,6 +73,53 @@ def test_the_encoders_batch_norm_keeps_its_statistics_when_asked(demo_input, tmp
     assert all(not m.training for m in norms) and trainer.nets.model.net.decoder.training
     assert all(torch.equal(m.running_mean, mean) for m, (mean, _) in zip(norms, before))
     assert all(torch.equal(m.weight, weight) is (how == "frozen") for m, (_, weight) in zip(norms, before))
+
+
+def test_fusing_the_encoders_batch_norm_keeps_its_output_and_trains_the_convolutions(demo_input, tmp_path):
+    """`train.encoder_bn=fused`: every encoder BatchNorm folded into the convolution before it; the same
+    network in evaluation, none left to run in training, and a checkpoint of it loads into a rebuilt one."""
+    import torch
+    from pipeline.lib.config import load_config
+    from pipeline.lib.data import load_train
+    from pipeline.lib.fold_data import Images
+    from pipeline.lib.models import build_model, fuse_encoder_batch_norm
+    from pipeline.lib.step_bench import Step, bench_trainer
+    config = load_config(tiny_config(tmp_path), ["train.encoder_bn=fused"], encoder=False)
+    plain = build_model(config.model, config.in_channels, pretrained=False).eval()
+    for norm in (m for m in plain.net.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), norm.bias.data.uniform_(-1, 1)
+    fused = copy.deepcopy(plain)
+    fuse_encoder_batch_norm(fused.net.encoder, config.in_channels)
+    x = torch.randn(2, config.in_channels, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(plain(x)[0], fused(x)[0], atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.net.encoder.modules())
+    rebuilt = build_model(config.model, config.in_channels, pretrained=False, encoder_bn="fused")
+    rebuilt.load_state_dict(fused.state_dict())  # strict: the same parameters, the convolutions' biases too
+    train = load_train(InputLayout(demo_input))
+    trainer = bench_trainer(config, Images(train.ids, train.images, train.depths, train.masks), torch.device("cpu"))
+    biases = [m.bias for m in trainer.nets.model.net.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    before = [b.detach().clone() for b in biases]
+    Step(trainer, 0)()
+    assert all(b is not None for b in biases) and not all(torch.equal(b, b0) for b, b0 in zip(biases, before))
+
+
+def test_fusing_refuses_batch_norm_it_cannot_pair_with_its_convolution():
+    import torch
+    from torch import nn
+    from pipeline.lib.models import fuse_encoder_batch_norm
+
+    class Crossed(nn.Module):  # its BatchNorm is registered after conv_b but normalises conv_a's output
+        def __init__(self):
+            super().__init__()
+            self.conv_a, self.conv_b, self.bn = nn.Conv2d(1, 4, 3), nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)
+            self.bn.running_mean.fill_(0.5)
+
+        def forward(self, x):
+            return [self.bn(self.conv_a(x)), self.conv_b(x)]
+
+    with pytest.raises(PipelineError, match="train.encoder_bn fused: .* use train.encoder_bn=affine"):
+        fuse_encoder_batch_norm(Crossed(), 1)
 
 
 def test_encoder_batch_norm_statistics_need_a_pretrained_encoder(tmp_path):

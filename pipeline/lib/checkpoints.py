@@ -62,7 +62,8 @@ def model_from_checkpoint(path: Path) -> tuple[SaltNet, Config]:
     """The trained network, rebuilt from the checkpoint alone, and the config it was trained with."""
     state = load_checkpoint(path)
     config = stored_config(state, path)
-    model = build_model(config.model, config.in_channels, pretrained=False)
+    model = build_model(config.model, config.in_channels, pretrained=False,
+                        encoder_bn=config.train.encoder_bn)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError:

@@ -7,6 +7,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from . import names
 from .errors import PipelineError
@@ -68,9 +69,10 @@ class SaltNet(nn.Module):
         return masks, head
 
 
-def build_model(model, in_channels: int, pretrained: bool = True) -> SaltNet:
+def build_model(model, in_channels: int, pretrained: bool = True, encoder_bn: str = "train") -> SaltNet:
     """The network a `model` config section describes (names already checked by the config).
-    `pretrained=False` skips the encoder's start weights: for a model whose weights come from a checkpoint."""
+    `pretrained=False` skips the encoder's start weights: for a model whose weights come from a checkpoint.
+    `encoder_bn` (`train.encoder_bn`): `fused` folds the encoder's BatchNorm layers into its convolutions."""
     kwargs = dict(encoder_name=model.encoder, classes=1, encoder_weights=None, in_channels=3)
     if model.arch in TAKES_DECODER_CHANNELS:
         kwargs["decoder_channels"] = list(model.decoder_channels)
@@ -85,19 +87,57 @@ def build_model(model, in_channels: int, pretrained: bool = True) -> SaltNet:
         load_encoder_weights(net, model.encoder, start)
         print(f"start weights: {start.source}", flush=True)
     set_in_channels(net.encoder, in_channels, pretrained=start is not None)
+    if encoder_bn == "fused":
+        fuse_encoder_batch_norm(net.encoder, in_channels)
     return SaltNet(net, model.hypercolumn, start.source if start else RANDOM_START)
 
 
 def hold_encoder_batch_norm(model: SaltNet, how: str) -> None:
     """`train.encoder_bn` after `model.train()`: `affine` keeps the encoder's BatchNorm statistics at their
     start (ImageNet) values, its layers running as in evaluation, so no batch statistics are computed or
-    back-propagated through; their scale and shift still train. `frozen` fixes the scale and shift too."""
+    back-propagated through; their scale and shift still train. `frozen` fixes the scale and shift too, as it
+    does for any layer `fused` could not fold (one that follows no convolution)."""
     if how == "train":
         return
     for module in model.net.encoder.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()
-            module.requires_grad_(how != "frozen")
+            module.requires_grad_(how == "affine")
+
+
+def fuse_encoder_batch_norm(encoder: nn.Module, in_channels: int) -> None:
+    """Each BatchNorm that follows a convolution, folded into it at its current statistics, scale and shift
+    (torch's fuse_conv_bn_weights): the convolution gains a bias, the layer becomes its activation (timm's
+    BatchNormAct2d) or nothing. On a CPU BatchNorm is mostly memory traffic, forward and backward (docs/results.md).
+    The pairs are found by order of registration, so the encoder's output is checked to be unchanged."""
+    # its own generator: the probe leaves the seeded stream training draws from untouched
+    probe = torch.randn(2, in_channels, 64, 64, generator=torch.Generator().manual_seed(0))
+    before = evaluated(encoder, probe)
+    for parent in list(encoder.modules()):
+        previous = None
+        for name, child in list(parent.named_children()):
+            if (isinstance(child, nn.modules.batchnorm._BatchNorm) and isinstance(previous, nn.Conv2d)
+                    and previous.out_channels == child.num_features):
+                previous.weight, previous.bias = fuse_conv_bn_weights(
+                    previous.weight, previous.bias, child.running_mean, child.running_var, child.eps,
+                    child.weight, child.bias)
+                previous.bias.requires_grad_(previous.weight.requires_grad)  # torch makes a new bias without grad
+                kept = [m for m in (getattr(child, "drop", None), getattr(child, "act", None)) if m is not None]
+                setattr(parent, name, nn.Sequential(*kept))
+            previous = child
+    after = evaluated(encoder, probe)
+    if any(not torch.allclose(a, b, rtol=1e-3, atol=1e-3) for a, b in zip(before, after)):
+        raise PipelineError("train.encoder_bn fused: this encoder's BatchNorm layers do not follow their "
+                            "convolutions in order, so they cannot be folded; use train.encoder_bn=affine")
+
+
+def evaluated(encoder: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The encoder's features for `x` in evaluation mode; its own mode is kept."""
+    mode = encoder.training
+    with torch.no_grad():
+        out = [feature.clone() for feature in encoder.eval()(x)]
+    encoder.train(mode)
+    return out
 
 
 def smp_net(arch: str, kwargs: dict) -> nn.Module:

@@ -14,7 +14,8 @@ TTA = ("none", "hflip")  # geometry.TTA
 CHANNELS = ("gray", "depth", "coord")  # input planes: gray, plus optionally depth and/or the row coordinate
 GPU_AUGMENTATIONS = ("hflip", "affine", "brightness_contrast")  # what train.gpu_augment does on the device
 LOSSES = ("bce", "dice", "lovasz", "lovasz_symmetric", "focal", "lovasz_elu", "lovasz_symmetric_elu")  # losses.LOSSES
-ENCODER_BN = ("train", "affine", "frozen")  # the encoder's BatchNorm: trained | statistics fixed | all fixed
+ENCODER_BN = ("train", "affine", "frozen", "fused")  # the encoder's BatchNorm: trained | statistics fixed | all fixed
+# | folded into the convolution before it (whose weight and bias train)
 NEIGHBOUR_RULES = ("between", "carry_down", "carry_up", "empty_below_full", "fill_holes")  # applied in this order
 OPTIMIZERS = ("adam", "adamw", "sgd")  # runtime.OPTIMIZERS
 AMP = ("auto", "bf16", "fp16", "none")  # mixed precision on GPUs; auto resolves per device (runtime.Precision)

@@ -133,7 +133,7 @@ class Networks:
 
 def networks(config: Config, device: torch.device, group: FoldGroup, pretrained: bool) -> Networks:
     t = config.train
-    model = memory_format(build_model(config.model, config.in_channels, pretrained).to(device), t.channels_last)
+    model = memory_format(build_model(config.model, config.in_channels, pretrained, t.encoder_bn).to(device), t.channels_last)
     hold_encoder_batch_norm(model, t.encoder_bn)  # before the optimizer: frozen parameters never get a step
     ema = ModelEmaV3(model, decay=t.ema, use_warmup=True) if t.ema > 0 else None
     forward = model if group.size == 1 else DistributedDataParallel(
