@@ -153,7 +153,8 @@ def inference_options(config, images: np.ndarray) -> dict:
     bf16 (predict's path: bf16 where the CPU has AMX tiles, `predict.cpu_precision`), torch.compile, ONNX
     Runtime (when installed). The network has random weights here; docs/results.md has the same comparison
     on trained checkpoints, with their mAP (and BatchNorm folded into the convolutions, no faster)."""
-    model = memory_format(build_model(config.model, config.in_channels, pretrained=False).eval(), True)
+    model = build_model(config.model, config.in_channels, pretrained=False, encoder_bn=config.train.encoder_bn)
+    model = memory_format(model.eval(), True)
     example = memory_format(torch.randn(config.predict.batch_size, config.in_channels, 128, 128), True)
     cpu = torch.device("cpu")
     settings = InferenceSettings.of(config, cpu)

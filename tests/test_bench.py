@@ -66,7 +66,7 @@ def test_the_encoders_batch_norm_keeps_its_statistics_when_asked(demo_input, tmp
     from pipeline.lib.step_bench import Step, bench_trainer
     config = load_config(tiny_config(tmp_path), [f"train.encoder_bn={how}"], encoder=False)
     train = load_train(InputLayout(demo_input))
-    trainer = bench_trainer(config, Images(train.ids, train.images, train.depths, train.masks), torch.device("cpu"))
+    trainer = bench_trainer(config, Images.of(train), torch.device("cpu"))
     norms = [m for m in trainer.nets.model.net.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     before = [(m.running_mean.clone(), m.weight.detach().clone()) for m in norms]
     Step(trainer, 0)()
@@ -97,7 +97,7 @@ def test_fusing_the_encoders_batch_norm_keeps_its_output_and_trains_the_convolut
     rebuilt = build_model(config.model, config.in_channels, pretrained=False, encoder_bn="fused")
     rebuilt.load_state_dict(fused.state_dict())  # strict: the same parameters, the convolutions' biases too
     train = load_train(InputLayout(demo_input))
-    trainer = bench_trainer(config, Images(train.ids, train.images, train.depths, train.masks), torch.device("cpu"))
+    trainer = bench_trainer(config, Images.of(train), torch.device("cpu"))
     biases = [m.bias for m in trainer.nets.model.net.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
     before = [b.detach().clone() for b in biases]
     Step(trainer, 0)()
