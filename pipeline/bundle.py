@@ -1,6 +1,6 @@
 """Build what a Kaggle kernel needs, for kernels with the internet off; needs the internet here.
 
-    python -m pipeline.bundle --out DIR [--config FILE] [--owner YOU] [--weights FILE] [-- key=value ...]
+    python -m pipeline.bundle --out DIR [--config FILE] [--owner YOU] [--weights FILE] [--push] [-- key=value ...]
 
 Makes, under DIR, folders that survive the kaggle CLI's defaults (it uploads a folder's top-level files
 only: `--dir-mode skip`):
@@ -9,10 +9,15 @@ only: `--dir-mode skip`):
                      has is pip's resolution of IMAGE (or the names in `--image-freeze`, a kernel's
                      `pip freeze`), never bundled;
   tgs-weights/       with `--weights`: an encoder weights file the config starts from;
-  tgs-salt-kernel/   kernel-metadata.json (GPU on, internet off, the datasets and the competition as sources)
-                     and the script kernel, which installs from the attached wheels and runs the pipeline with
-                     the config chosen here (default: default.yaml, the GPU recipe).
-It prints the upload and push commands (the README's Kaggle section shows the same).
+  tgs-salt-kernel/   kernel-metadata.json (the GPU by `machine_shape`, default NvidiaTeslaT4 = GPU T4 x2;
+                     internet off; the datasets and the competition as sources) and the script kernel, which
+                     checks that the attached project wheel is the one bundled with it (its sha256), installs
+                     from the attached wheels and runs the pipeline with the config chosen here (default:
+                     default.yaml, the GPU recipe).
+With `--push` (the kaggle client and credentials): each dataset is created, or gets a new version when it
+exists, Kaggle is asked until it says the dataset is ready, then the kernel is pushed and its URL printed;
+any step's failure is one line and stops. Without it, the upload and push commands are printed.
+The owner of the ids is `--owner`, else the user the kaggle credentials name.
 """
 from __future__ import annotations
 
@@ -25,13 +30,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .lib import kaggle_kernel
+from .lib import kaggle_api, kaggle_kernel
+from .lib.errors import PipelineError
 from .lib.requirements import DEFAULT_EXTRAS, REPO, canonical
 
 COMPETITION = "tgs-salt-identification-challenge"
-# what every Kaggle GPU image ships (with all they need): never bundled, whatever pip resolves them to
+# What Kaggle's image ships (with all they need): never bundled, whatever pip resolves them to. From
+# Kaggle/docker-python: Dockerfile.tmpl builds on Colab's runtime image (Python 3.12:
+# /usr/local/lib/python3.12/dist-packages) plus kaggle_requirements.txt, and its tests/ check each of these
+# (test_pytorch, test_torchvision, test_numpy, test_pandas, test_sklearn, test_opencv, test_matplotlib,
+# test_albumentations, test_timm); not segmentation-models-pytorch, which the wheels bring.
 IMAGE = ["torch", "torchvision", "numpy", "pandas", "scikit-learn", "opencv-python-headless", "opencv-python",
-         "matplotlib", "pyyaml", "tqdm"]
+         "matplotlib", "pyyaml", "tqdm", "albumentations", "pydantic", "timm"]
+KAGGLE_PYTHON = "3.12"
+# `machine_shape` values the kaggle CLI documents (kaggle 2.2.5, `kernels push --accelerator`); the retired
+# ones with the reason it gives (kaggle_api_extended._RETIRED_ACCELERATORS)
+ACCELERATORS = {"NvidiaTeslaT4": "GPU T4 x2", "none": "CPU only (no accelerator)"}
+REFUSED = {"NvidiaTeslaP100": "retired: Kaggle runs such sessions on NvidiaTeslaT4 instead, and the image's "
+                              "torch has no P100 (sm_60) kernels anyway",
+           "TpuV5E8": "a TPU: this pipeline runs on CUDA GPUs or the CPU",
+           "TpuV38": "retired, and a TPU", "Tpu1VmV38": "retired, and a TPU"}
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"]
 WHEELS, WEIGHTS, KERNEL = "tgs-wheels", "tgs-weights", "tgs-salt-kernel"
 
@@ -142,7 +160,6 @@ def kernel_settings(config_file: str, overrides: list[str], weights: Path | None
     """What the kernel runs: the resolved config (checked here, so a bad one fails now, not on Kaggle)."""
     import yaml
     from .lib.config import load_config
-    from .lib.errors import PipelineError
     from .lib.start_weights import WEIGHT_PACKAGES
     try:
         config = load_config(config_file, overrides)
@@ -158,50 +175,105 @@ def kernel_settings(config_file: str, overrides: list[str], weights: Path | None
             "weights": weights.name if weights else None}
 
 
-def build_kernel(folder: Path, settings: dict, owner: str, sources: list[str], internet: bool) -> None:
+def wheel_identity(folder: Path) -> dict:
+    """The project wheel in the wheels folder: its name and sha256, which the kernel checks it is given."""
+    own = sorted(folder.glob(kaggle_kernel.WHEEL_GLOB))
+    if not own:
+        sys.exit(f"error: {folder} holds no project wheel; run without --no-wheels")
+    return {"name": own[-1].name, "sha256": kaggle_kernel.sha256(own[-1])}
+
+
+def accelerator_of(name: str) -> str:
+    if name in REFUSED:
+        sys.exit(f"error: --accelerator {name} is refused: {REFUSED[name]}; use NvidiaTeslaT4 (GPU T4 x2)")
+    if name not in ACCELERATORS:
+        sys.exit(f"error: unknown --accelerator {name}; valid: " +
+                 ", ".join(f"{key} ({what})" for key, what in ACCELERATORS.items()))
+    return name
+
+
+def build_kernel(folder: Path, settings: dict, owner: str, sources: list[str], internet: bool,
+                 accelerator: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     script = f"{folder.name}.py"
     (folder / script).write_text(inspect.getsource(kaggle_kernel) + "\n\nSETTINGS = " + repr(settings) +
                                  "\n\nif __name__ == \"__main__\":\n    main(SETTINGS)\n")
+    gpu = accelerator != "none"
     metadata = {"id": f"{owner}/{folder.name}", "title": folder.name, "code_file": script, "language": "python",
-                "kernel_type": "script", "is_private": True, "enable_gpu": True, "enable_internet": internet,
+                "kernel_type": "script", "is_private": True, "enable_gpu": gpu, "enable_tpu": False,
+                **({"machine_shape": accelerator} if gpu else {}), "enable_internet": internet,
                 "dataset_sources": [f"{owner}/{slug}" for slug in sources],
                 "competition_sources": [COMPETITION], "kernel_sources": [], "model_sources": []}
     (folder / "kernel-metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    print(f"{folder}: {script} runs experiment {settings['name']}")
+    print(f"{folder}: {script} runs experiment {settings['name']} on {ACCELERATORS[accelerator]}")
 
 
 def commands(out: Path, owner: str, sources: list[str]) -> list[str]:
-    """The exact upload and push commands (the kaggle CLI, with its defaults)."""
-    return ([f"kaggle datasets create -p {out / slug}" for slug in sources] +
+    """The exact upload and push commands (the kaggle CLI, with its defaults): the first upload creates a
+    dataset, every later one adds a version (`create` on an existing dataset prints an error and exits 0)."""
+    return ([f"kaggle datasets create -p {out / slug}   # the first time" for slug in sources] +
+            [f"kaggle datasets version -p {out / slug} -m 'pipeline update'   # every later time"
+             for slug in sources] +
             [f"kaggle datasets status {owner}/{slug}   # wait for: ready" for slug in sources] +
             [f"kaggle kernels push -p {out / KERNEL}"])
+
+
+def push(api, out: Path, owner: str, sources: list[str], notes: str) -> None:
+    """Each dataset created or versioned and waited for until ready, then the kernel pushed."""
+    for slug in sources:
+        ref = f"{owner}/{slug}"
+        did = kaggle_api.upload_dataset(api, out / slug, ref, notes)
+        print(f"{ref}: {did}; waiting until Kaggle says it is ready", flush=True)
+        kaggle_api.wait_ready(api, ref)
+    print(f"kernel pushed: {kaggle_api.push_kernel(api, out / KERNEL)}")
+
+
+def connect(push_now: bool, owner: str | None):
+    """The kaggle client (when pushing, or when the owner must come from the credentials), and the owner."""
+    if not push_now and owner:
+        return None, owner
+    try:
+        api = kaggle_api.client()
+    except PipelineError as err:
+        sys.exit(f"error: {err}" + ("" if push_now else "; or pass --owner YOUR_KAGGLE_USERNAME"))
+    return api, owner or kaggle_api.username(api)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="where the folders go")
     p.add_argument("--config", default="default.yaml", help="the experiment the kernel runs (default: the GPU recipe)")
-    p.add_argument("--owner", default="USERNAME", help="your Kaggle user name (the datasets' and kernel's ids)")
-    p.add_argument("--python-version", default="3.11", help="the kernel's Python (`python --version` there)")
+    p.add_argument("--owner", default=None, help="your Kaggle user name (default: the one your credentials name)")
+    p.add_argument("--accelerator", default="NvidiaTeslaT4", help=f"the kernel's machine: {', '.join(ACCELERATORS)}")
+    p.add_argument("--python-version", default=KAGGLE_PYTHON, help="the kernel's Python (Kaggle's image: 3.12)")
     p.add_argument("--platform", action="append", default=None, help=f"pip platform tags (default: {', '.join(PLATFORMS)})")
     p.add_argument("--image-freeze", type=Path, default=None, help="`pip freeze` of the kernel image: bundle exactly what it lacks")
     p.add_argument("--weights", type=Path, default=None, help="the encoder weights file the config starts from")
     p.add_argument("--internet", action="store_true", help="a kernel with the internet on")
     p.add_argument("--no-wheels", action="store_true", help="keep the wheels folder as it is (no download)")
+    p.add_argument("--push", action="store_true", help="upload the datasets (create or version), then push the kernel")
     p.add_argument("overrides", nargs="*", help="config overrides for the kernel's experiment (after --)")
     args = p.parse_args(argv)
+    accelerator = accelerator_of(args.accelerator)
     settings = kernel_settings(args.config, args.overrides, args.weights, args.internet)
+    api, owner = connect(args.push, args.owner)
     sources = [WHEELS] + ([WEIGHTS] if args.weights else [])
     if not args.no_wheels:
         build_wheels(args.out / WHEELS, target_flags(args.python_version, args.platform or PLATFORMS),
-                     args.image_freeze, args.owner)
+                     args.image_freeze, owner)
+    settings["wheel"] = wheel_identity(args.out / WHEELS)
     if args.weights:
-        build_weights(args.out / WEIGHTS, args.weights, args.owner)
-    build_kernel(args.out / KERNEL, settings, args.owner, sources, args.internet)
-    print("\nupload and start the kernel (kaggle CLI, with your API token):\n  " +
-          "\n  ".join(commands(args.out, args.owner, sources)))
+        build_weights(args.out / WEIGHTS, args.weights, owner)
+    build_kernel(args.out / KERNEL, settings, owner, sources, args.internet, accelerator)
+    if not args.push:
+        print("\nupload and start the kernel (or run this again with --push):\n  " +
+              "\n  ".join(commands(args.out, owner, sources)))
+        return
+    try:
+        push(api, args.out, owner, sources, f"{settings['wheel']['name']} sha256 {settings['wheel']['sha256'][:12]}")
+    except PipelineError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,9 @@ score per coverage class and worst out-of-fold images). Per experiment: CV tuned
 the decision, epochs, training minutes, start weights, precision, its state (what `pipeline.status` says:
 up to date, or the first stage that is not and why), what it changed against its config file, and its Kaggle
 leaderboard score when known: recorded by `submit --kaggle-message`, filled in by `--fetch-lb` (the kaggle
-CLI, online). Ensembles made by `submit --experiments a,b` are rows too. Reads only, besides its outputs.
+client, online). Ensembles made by `submit --experiments a,b` are rows too. Reads only, besides its outputs.
 """
 from __future__ import annotations
-
-import io
 
 import pandas as pd
 
@@ -53,11 +51,8 @@ class StateReader:
 
 
 def fetch_lb(work: WorkLayout, names: list[str]) -> None:
-    """Leaderboard scores of our recorded submissions, through the kaggle CLI."""
-    why = kaggle_api.missing_for_submit()
-    if why:
-        raise PipelineError(f"cannot fetch leaderboard scores: {why}")
-    listed = pd.read_csv(io.StringIO(kaggle_api.list_submissions()), dtype=str, keep_default_na=False)
+    """Leaderboard scores of our recorded submissions, every page of Kaggle's list (the kaggle client)."""
+    listed = kaggle_api.list_submissions(kaggle_api.client())
     for name in names:
         path = work.experiment(name).kaggle_submissions_json
         if path.is_file():
@@ -68,7 +63,7 @@ def fetch_lb(work: WorkLayout, names: list[str]) -> None:
 
 def main(argv=None) -> None:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--fetch-lb", action="store_true", help="read leaderboard scores with the kaggle CLI (online)")
+    p.add_argument("--fetch-lb", action="store_true", help="read leaderboard scores from Kaggle (online; the kaggle client)")
     args = p.parse_args(argv)
     layout, work = cli.layouts(args, lock=False)  # reads only (its own outputs are written atomically)
     names = leaderboard.experiment_names(work)

@@ -108,7 +108,9 @@ def wanted(args: argparse.Namespace, stage: str) -> bool:
 
 
 def gpu_count() -> int:
-    return int(call([sys.executable, "-c", "import torch; print(torch.cuda.device_count())"], capture=True).strip())
+    """The GPUs torch can run on here, asked in a child (this process never starts CUDA); a GPU the installed
+    torch has no kernels for ends the run with the child's one line, before any stage."""
+    return int(call(module("status", "--gpus"), capture=True).strip())
 
 
 def kernel_mode(args: argparse.Namespace) -> bool:
@@ -116,7 +118,7 @@ def kernel_mode(args: argparse.Namespace) -> bool:
 
 
 def has_data(folder: Path) -> bool:
-    return any((folder / name).exists() for name in ("train.csv", "train", "train.zip"))
+    return paths.InputLayout(folder).holds_data()
 
 
 def choose_input(args: argparse.Namespace, kernel: bool) -> tuple[Path, bool]:

@@ -3,6 +3,7 @@ changed) or missing, without running anything.
 
     python -m pipeline.status --config pipeline/configs/default.yaml [key=value ...]
     python -m pipeline.status --config ... --name        # only the experiment's name (run.sh uses it)
+    python -m pipeline.status --gpus                     # how many GPUs torch can run on (one line if not)
 """
 from __future__ import annotations
 
@@ -37,12 +38,20 @@ def report(config, layout, work) -> None:
 
 def main(argv=None) -> None:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", default=None, help="the experiment's YAML (needed unless --gpus)")
+    p.add_argument("--gpus", action="store_true",
+                   help="print how many GPUs this torch can run on; a GPU it has no kernels for is one line")
     p.add_argument("--name", action="store_true", help="print only the experiment's name")
     p.add_argument("--check-encoder", action="store_true",
                    help="check the encoder's name against the installed smp and timm too (run.sh does, first)")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
+    if args.gpus:
+        from .lib.gpu import check_gpus  # loads torch, which the other answers do not need
+        print(check_gpus())
+        return
+    if not args.config:
+        p.error("--config is required")
     config = load_config(args.config, args.overrides, encoder=False)
     if args.check_encoder:
         check_encoder(config)

@@ -121,8 +121,7 @@ def main(argv=None) -> None:
     p.add_argument("--kaggle-message", default=None, metavar="TEXT", help="submit to Kaggle with this message")
     p.add_argument("overrides", nargs="*", help="the config overrides the experiment was trained with")
     args = p.parse_args(argv)
-    if args.kaggle_message is not None and (why := kaggle_api.missing_for_submit()):
-        raise PipelineError(f"not submitted to Kaggle: {why}")
+    api = kaggle_api.client() if args.kaggle_message is not None else None  # what submitting needs, first
     layout, work = cli.layouts(args)
     names = [n for n in (args.experiments or "").split(",") if n]
     if args.config:
@@ -135,17 +134,17 @@ def main(argv=None) -> None:
                             args.min_area if args.min_area is not None else decision.min_area,
                             decision.empty_cut, decision.rules)
     csv = submit(layout, work, name, decision, args.force)
-    if args.kaggle_message is not None:
-        send(work.experiment(name), csv, decision, args.kaggle_message)
+    if api is not None:
+        send(api, work.experiment(name), csv, decision, args.kaggle_message)
 
 
-def send(exp, csv: Path, decision: Decision, text: str) -> None:
-    """Submit the CSV to the competition and record it beside the experiment."""
+def send(api, exp, csv: Path, decision: Decision, text: str) -> None:
+    """Submit the CSV to the competition; recorded beside the experiment once Kaggle confirms it."""
     cv = read_json(exp.tune_json).get("cv_score") if exp.tune_json.is_file() else None
     message = kaggle_api.message(exp.root.name, cv, decision, text)
-    answer = kaggle_api.submit_csv(csv, message)
-    kaggle_api.record(exp, csv, message, cv, decision, answer)
-    print(f"submitted {csv} to Kaggle: {message} ({answer})")
+    confirmed = kaggle_api.submit_csv(api, csv, message)
+    kaggle_api.record(exp, csv, message, cv, decision, confirmed)
+    print(f"submitted {csv} to Kaggle as submission {confirmed['ref']}: {message} ({confirmed['answer']})")
 
 
 if __name__ == "__main__":

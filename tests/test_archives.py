@@ -114,3 +114,43 @@ def test_the_stages_read_zipped_input_and_never_write_it(tmp_path):
                                lock=False)
     assert len(load_train(layout, work).ids) == 20 and len(load_test(layout, work).ids) == 8
     assert {p: p.stat().st_mtime_ns for p in data.rglob("*")} == before
+
+
+def download_zip(tmp_path, folder="input"):
+    """What `kaggle competitions download -c tgs-salt-identification-challenge` saves: one zip holding the
+    CSVs, train.zip and test.zip; alone in the input folder."""
+    data = zipped_input(tmp_path)
+    inbox = tmp_path / folder / "download"
+    inbox.mkdir(parents=True)
+    with zipfile.ZipFile(InputLayout(inbox).competition_zip, "w") as out:
+        for path in sorted(data.iterdir()):
+            out.write(path, path.name)
+    return inbox
+
+
+def test_the_competition_download_zip_reads_as_the_unpacked_folders(tmp_path, capsys):
+    plain = tmp_path / "plain"
+    make_demo(plain, n_train=20, n_test=8, seed=4)
+    inbox = download_zip(tmp_path)
+    work = WorkLayout(tmp_path / "work")
+    layout = unpacked(InputLayout(inbox), work.unpacked_dir)
+    assert load_train(layout, work).digest == load_train(InputLayout(plain)).digest
+    assert load_test(layout, work).digest == load_test(InputLayout(plain)).digest
+    assert layout.sample_submission_csv.is_file() and sorted(p.name for p in inbox.iterdir()) == [
+        "tgs-salt-identification-challenge.zip"]  # the input folder is only read
+    assert capsys.readouterr().out.count("extracting") == 3
+    assert unpacked(InputLayout(inbox), work.unpacked_dir) == layout and "extracting" not in capsys.readouterr().out
+
+
+def test_run_takes_a_folder_holding_the_download_zip_for_data(tmp_path):
+    from pipeline import run
+    assert run.has_data(download_zip(tmp_path)) and not run.has_data(tmp_path / "empty")
+
+
+def test_a_download_zip_without_the_competition_files_is_one_line(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with zipfile.ZipFile(InputLayout(inbox).competition_zip, "w") as out:
+        out.writestr("readme.txt", "hello")
+    with pytest.raises(PipelineError, match="holds no train.csv and train.zip; it is not the competition's download"):
+        unpacked(InputLayout(inbox), WorkLayout(tmp_path / "work").unpacked_dir)

@@ -24,7 +24,7 @@ def fake_pip(monkeypatch):
     calls = []
     project = {"tgs-salt-pipeline": "0.8.0", "segmentation-models-pytorch": "0.6.0", "timm": "1.0", "torch": "2.9",
                "nvidia-cudnn-cu12": "9", "numpy": "2.0", "huggingface-hub": "1.0", "tqdm": "4.0"}
-    image = {"torch": "2.9", "nvidia-cudnn-cu12": "9", "numpy": "2.0", "tqdm": "4.0", "filelock": "3"}
+    image = {"torch": "2.9", "nvidia-cudnn-cu12": "9", "numpy": "2.0", "tqdm": "4.0", "filelock": "3", "timm": "1.0"}
 
     def resolve(requirements, flags, what):
         calls.append(("resolve", requirements))
@@ -47,10 +47,10 @@ def test_the_wheels_folder_holds_what_the_image_lacks(tmp_path, fake_pip):
     bundle.main(["--out", str(tmp_path / "up"), "--config", "demo.yaml", "--owner", "me"])
     names = sorted(p.name for p in (tmp_path / "up" / "tgs-wheels").iterdir())
     assert names == ["dataset-metadata.json", "huggingface_hub-1.0-py3-none-any.whl",
-                     "segmentation_models_pytorch-0.6.0-py3-none-any.whl", "tgs_salt_pipeline-0.8.0-py3-none-any.whl",
-                     "timm-1.0-py3-none-any.whl"]
+                     "segmentation_models_pytorch-0.6.0-py3-none-any.whl", "tgs_salt_pipeline-0.8.0-py3-none-any.whl"]
     download = next(args for kind, args in fake_pip if kind == "pip" and args[0] == "download")
-    assert {"--no-deps", "--only-binary=:all:", "--python-version", "3.11"} <= set(download)
+    assert {"--no-deps", "--only-binary=:all:", "--python-version", "3.12"} <= set(download)  # Kaggle's image
+    assert {"timm", "albumentations"} <= set(bundle.IMAGE)  # the image ships them (Kaggle/docker-python's tests)
     resolved = next(reqs for kind, reqs in fake_pip if kind == "resolve" and "torch" not in reqs)
     assert resolved[0].endswith(".whl[weights]")  # the project's own wheel, with the ImageNet weights extra
     metadata = json.loads((tmp_path / "up" / "tgs-wheels" / "dataset-metadata.json").read_text())
@@ -60,7 +60,7 @@ def test_the_wheels_folder_holds_what_the_image_lacks(tmp_path, fake_pip):
 def test_a_kernel_freeze_names_what_the_image_has(tmp_path, fake_pip):
     freeze = tmp_path / "freeze.txt"
     freeze.write_text("timm==0.9.16\nhuggingface-hub @ file:///tmp/x.whl\nnumpy==1.26\n")
-    bundle.main(["--out", str(tmp_path / "up"), "--config", "demo.yaml", "--image-freeze", str(freeze)])
+    bundle.main(["--out", str(tmp_path / "up"), "--config", "demo.yaml", "--image-freeze", str(freeze), "--owner", "me"])
     names = {p.name.split("-")[0] for p in (tmp_path / "up" / "tgs-wheels").glob("*.whl")}
     assert names == {"tgs_salt_pipeline", "segmentation_models_pytorch", "tqdm"}
 
@@ -71,7 +71,7 @@ def test_a_failed_download_leaves_the_old_wheels_folder(tmp_path, fake_pip, monk
     (wheels / "old-1.0-py3-none-any.whl").write_bytes(b"old")
     monkeypatch.setattr(bundle, "pip", lambda args, what: (_ for _ in ()).throw(SystemExit("error: pip could not x")))
     with pytest.raises(SystemExit, match="pip could not"):
-        bundle.main(["--out", str(tmp_path / "up"), "--config", "demo.yaml"])
+        bundle.main(["--out", str(tmp_path / "up"), "--config", "demo.yaml", "--owner", "me"])
     assert [p.name for p in wheels.iterdir()] == ["old-1.0-py3-none-any.whl"]
     assert not (tmp_path / "up" / "tgs-wheels.partial").exists()
 
@@ -81,6 +81,7 @@ def test_the_kernel_folder_runs_the_chosen_experiment_offline(tmp_path, fake_pip
     kernel = tmp_path / "up" / "tgs-salt-kernel"
     metadata = json.loads((kernel / "kernel-metadata.json").read_text())
     assert metadata["enable_gpu"] is True and metadata["enable_internet"] is False
+    assert metadata["machine_shape"] == "NvidiaTeslaT4"  # GPU T4 x2: enable_gpu alone has been getting P100s
     assert metadata["dataset_sources"] == ["me/tgs-wheels"]
     assert metadata["competition_sources"] == ["tgs-salt-identification-challenge"]
     assert metadata["kernel_type"] == "script" and (kernel / metadata["code_file"]).is_file()
@@ -89,12 +90,15 @@ def test_the_kernel_folder_runs_the_chosen_experiment_offline(tmp_path, fake_pip
     tree = ast.parse(script)
     imports = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imports |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imports <= {"__future__", "os", "subprocess", "sys", "pathlib", "yaml"}  # runs before any install
+    assert imports <= {"__future__", "hashlib", "os", "subprocess", "sys", "pathlib", "yaml"}  # before any install
     settings = next(ast.literal_eval(node.value) for node in tree.body
                     if isinstance(node, ast.Assign) and node.targets[0].id == "SETTINGS")
     assert settings["name"].startswith("demo-") and "epochs: 1" in settings["config"]
+    own = tmp_path / "up" / "tgs-wheels" / "tgs_salt_pipeline-0.8.0-py3-none-any.whl"
+    assert settings["wheel"] == {"name": own.name, "sha256": kaggle_kernel.sha256(own)}
     out = capsys.readouterr().out
     assert f"kaggle datasets create -p {tmp_path / 'up' / 'tgs-wheels'}" in out
+    assert f"kaggle datasets version -p {tmp_path / 'up' / 'tgs-wheels'} -m" in out  # a dataset that exists
     assert f"kaggle kernels push -p {kernel}" in out
 
 
@@ -109,14 +113,15 @@ def test_weights_go_in_their_own_dataset_and_the_kernel_finds_them(tmp_path, fak
 
 def test_an_imagenet_start_an_offline_kernel_cannot_get_is_refused_here(tmp_path, fake_pip):
     with pytest.raises(SystemExit, match="starts resnet34 from imagenet, which a kernel without internet cannot download"):
-        bundle.main(["--out", str(tmp_path / "up"), "--config", "default.yaml"])
+        bundle.main(["--out", str(tmp_path / "up"), "--config", "default.yaml", "--owner", "me"])
     assert not (tmp_path / "up").exists()
-    bundle.main(["--out", str(tmp_path / "up"), "--config", "cpu.yaml", "--no-wheels"])  # its weights come in a wheel
+    bundle.main(["--out", str(tmp_path / "up"), "--config", "cpu.yaml", "--owner", "me"])  # its weights come in a wheel
 
 
 def test_a_missing_weights_file_is_one_line(tmp_path, fake_pip):
     with pytest.raises(SystemExit, match=f"weights file {tmp_path / 'gone.pth'} does not exist"):
-        bundle.main(["--out", str(tmp_path / "up"), "--config", "demo.yaml", "--weights", str(tmp_path / "gone.pth")])
+        bundle.main(["--out", str(tmp_path / "up"), "--config", "demo.yaml", "--weights", str(tmp_path / "gone.pth"),
+                     "--owner", "me"])
 
 
 def test_the_kernel_finds_its_datasets_by_what_they_hold(tmp_path):
@@ -136,3 +141,29 @@ def test_the_kernel_finds_its_datasets_by_what_they_hold(tmp_path):
     assert kaggle_kernel.find_competition(root) == competition
     assert kaggle_kernel.find_file("resnet34.pth", root) == root / "weights" / "deep" / "resnet34.pth"
     assert kaggle_kernel.find_file("gone.pth", root) is None
+
+
+@pytest.mark.parametrize("name, words", [("NvidiaTeslaP100", "is refused: retired"), ("TpuV5E8", "is refused: a TPU"),
+                                         ("NvidiaA100", "unknown --accelerator NvidiaA100; valid: NvidiaTeslaT4")])
+def test_an_accelerator_kaggle_retired_or_we_cannot_use_is_one_line(tmp_path, fake_pip, name, words):
+    with pytest.raises(SystemExit, match=words):
+        bundle.main(["--out", str(tmp_path / "up"), "--config", "demo.yaml", "--owner", "me", "--accelerator", name])
+    assert not (tmp_path / "up").exists()
+
+
+def test_a_cpu_kernel_asks_for_no_gpu(tmp_path, fake_pip):
+    bundle.main(["--out", str(tmp_path / "up"), "--config", "cpu.yaml", "--owner", "me", "--accelerator", "none"])
+    metadata = json.loads((tmp_path / "up" / "tgs-salt-kernel" / "kernel-metadata.json").read_text())
+    assert metadata["enable_gpu"] is False and "machine_shape" not in metadata
+
+
+def test_the_kernel_refuses_a_wheels_dataset_of_another_bundle(tmp_path, capsys):
+    own = fake_wheel(tmp_path, "tgs-salt-pipeline", "0.9.0")
+    bundled = {"name": own.name, "sha256": kaggle_kernel.sha256(own)}
+    assert kaggle_kernel.bundled_wheel(tmp_path, bundled) == own
+    with pytest.raises(SystemExit) as refused:
+        kaggle_kernel.bundled_wheel(tmp_path, {**bundled, "sha256": "0" * 64})
+    said = capsys.readouterr().err
+    assert refused.value.code == 2 and said.count("\n") == 1
+    assert f"holds {own.name}, not the project wheel this kernel was bundled with" in said
+    assert "python -m pipeline.bundle --push" in said

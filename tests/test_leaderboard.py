@@ -113,9 +113,10 @@ def test_leaderboard_scores_come_from_the_recorded_submissions(board, demo_input
     work, _ = board
     exp = work.experiment("demo-lr")
     write_json(exp.kaggle_submissions_json, {"submissions": [{"message": "demo-lr: CV 0.7400 - try", "file": "x"}]})
-    listed = "ref,fileName,date,description,status,publicScore,privateScore\n1,x.csv,2026,demo-lr: CV 0.7400 - try,complete,0.801,0.823\n"
-    monkeypatch.setattr("pipeline.lib.kaggle_api.missing_for_submit", lambda: None)
-    monkeypatch.setattr("pipeline.lib.kaggle_api.list_submissions", lambda: listed)
+    listed = [{"ref": 1, "description": "demo-lr: CV 0.7400 - try", "status": "COMPLETE", "public_score": 0.801,
+               "private_score": 0.823}]  # kaggle_api.list_submissions's rows (read from Kaggle: test_kaggle_api.py)
+    monkeypatch.setattr("pipeline.lib.kaggle_api.client", lambda: None)
+    monkeypatch.setattr("pipeline.lib.kaggle_api.list_submissions", lambda api: listed)
     leaderboard.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--fetch-lb"])
     row = pd.read_csv(work.leaderboard_csv).set_index("experiment").loc["demo-lr"]
     assert (row["lb_public"], row["lb_private"]) == (0.801, 0.823)

@@ -1,4 +1,9 @@
-"""Competition data as Kaggle gives it: train.zip / test.zip beside the CSVs, or the unpacked folders.
+"""Competition data as Kaggle gives it: its one download zip, train.zip / test.zip beside the CSVs, or the
+unpacked folders.
+
+`tgs-salt-identification-challenge.zip` (what `kaggle competitions download -c ...` saves), alone in the
+input folder, has its CSVs and inner zips (or image folders) extracted once into the cache like the inner
+zips below, and the data is read from there.
 
 A zip holds `images/` (and for train `masks/`) at its top or one folder down (`train/images/...`). It is
 checked and extracted once into the work folder's cache (`cache/input/<part>-<content digest>/`), named by
@@ -23,6 +28,8 @@ from .errors import PipelineError
 from .paths import InputLayout
 
 FOLDERS = {"train": ("images", "masks"), "test": ("images",)}  # what each archive must hold
+OUTER = re.compile(r"^(?:[^/]+/)?(?P<key>(?:train|depths|sample_submission)\.csv|(?:train|test)\.zip|"
+                   r"(?:train|test)/(?:images|masks)/[^/]+\.png)$")  # what is taken from the download zip
 MEMBER = re.compile(r"^(?:(?P<prefix>[^/]+)/)?(?P<folder>images|masks)/(?P<name>[^/]+\.png)$")
 REDOWNLOAD = "re-download it (kaggle competitions download -c tgs-salt-identification-challenge)"
 
@@ -30,6 +37,7 @@ REDOWNLOAD = "re-download it (kaggle competitions download -c tgs-salt-identific
 def unpacked(layout: InputLayout, cache: Path) -> InputLayout:
     """The layout to read images from: each part's folder in the input as it is, or its zip extracted into
     `cache` (checked against the folder when both are there)."""
+    layout = from_download(layout, cache)
     roots = {}
     for part, archive in layout.zips.items():
         if not archive.is_file():
@@ -43,16 +51,39 @@ def unpacked(layout: InputLayout, cache: Path) -> InputLayout:
     return replace(layout, **roots)
 
 
+def from_download(layout: InputLayout, cache: Path) -> InputLayout:
+    """The input as it is, or, when it holds only Kaggle's download zip, that zip's files extracted."""
+    archive = layout.competition_zip
+    if layout.train_csv.is_file() or not archive.is_file():
+        return layout
+    infos = zip_listing(archive)
+    members = {match["key"]: info for info in infos if (match := OUTER.match(info.filename)) and not info.is_dir()}
+    images = "train.zip" in members or any(key.startswith("train/") for key in members)
+    if "train.csv" not in members or not images:
+        raise PipelineError(f"{archive} holds no train.csv and train.zip; it is not the competition's download: "
+                            f"{REDOWNLOAD}")
+    return InputLayout(extract(archive, members, cache / f"competition-{content_digest(members)}"))
+
+
+def zip_listing(archive: Path) -> list[zipfile.ZipInfo]:
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            return opened.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise PipelineError(f"{archive} is not a readable zip (truncated or damaged: {err}); {REDOWNLOAD}") from None
+
+
+def content_digest(members: dict[str, zipfile.ZipInfo]) -> str:
+    """A zip's content by its directory: each member's name, size and CRC."""
+    listing = "".join(f"{key}|{info.file_size}|{info.CRC}\n" for key, info in sorted(members.items()))
+    return hashlib.sha1(listing.encode()).hexdigest()[:16]
+
+
 def read_members(archive: Path, folders: tuple[str, ...]) -> tuple[dict[str, zipfile.ZipInfo], str]:
     """The zip's PNGs as {"images/<id>.png": member}, and a digest of its content; a damaged zip or one
     lacking a folder is one line."""
-    try:
-        with zipfile.ZipFile(archive) as opened:
-            infos = opened.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise PipelineError(f"{archive} is not a readable zip (truncated or damaged: {err}); {REDOWNLOAD}") from None
     members, prefixes = {}, set()
-    for info in infos:
+    for info in zip_listing(archive):
         match = MEMBER.match(info.filename)
         if match and not info.is_dir():
             prefixes.add(match["prefix"])
@@ -64,8 +95,7 @@ def read_members(archive: Path, folders: tuple[str, ...]) -> tuple[dict[str, zip
     if len(prefixes) > 1:
         raise PipelineError(f"{archive} holds images in several folders ({', '.join(sorted(map(str, prefixes)))}); "
                             f"{REDOWNLOAD}")
-    listing = "".join(f"{key}|{info.file_size}|{info.CRC}\n" for key, info in sorted(members.items()))
-    return members, hashlib.sha1(listing.encode()).hexdigest()[:16]
+    return members, content_digest(members)
 
 
 def extract(archive: Path, members: dict[str, zipfile.ZipInfo], target: Path) -> Path:
@@ -74,7 +104,7 @@ def extract(archive: Path, members: dict[str, zipfile.ZipInfo], target: Path) ->
         return target
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # a killed extraction's leftovers
-    print(f"extracting {archive} ({len(members)} images) into {target.parent}", flush=True)
+    print(f"extracting {archive} ({len(members)} files) into {target.parent}", flush=True)
     try:
         with zipfile.ZipFile(archive) as opened:
             for key, info in members.items():

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .gpu import check_gpus
+
 
 @dataclass(frozen=True)
 class FoldGroup:
@@ -79,11 +81,12 @@ class Rank:
         return box[0]
 
     def device(self) -> torch.device:
-        """Its own GPU (the local rank's), else the CPU."""
-        if not torch.cuda.is_available():
+        """Its own GPU (the local rank's), else the CPU; a GPU this torch cannot run is one line, at once."""
+        gpus = check_gpus()
+        if not gpus:
             return torch.device("cpu")
         tune_kernels()
-        device = torch.device("cuda", self.local % torch.cuda.device_count())
+        device = torch.device("cuda", self.local % gpus)
         torch.cuda.set_device(device)
         return device
 
@@ -110,10 +113,11 @@ def finish() -> None:
 
 
 def local_devices() -> list[torch.device]:
-    """Every GPU of this machine, else the CPU (a plain answer: `status` asks it too)."""
-    if not torch.cuda.is_available():
+    """Every GPU of this machine (each one torch can run, else one line), else the CPU (`status` asks too)."""
+    gpus = check_gpus()
+    if not gpus:
         return [torch.device("cpu")]
-    return [torch.device("cuda", index) for index in range(torch.cuda.device_count())]
+    return [torch.device("cuda", index) for index in range(gpus)]
 
 
 def tune_kernels() -> None:

@@ -1,18 +1,25 @@
-"""Submitting to the competition through the kaggle CLI, and the record of each submission.
+"""Kaggle's API through the real client's own objects (the `kaggle` package: the project's `kaggle` extra).
 
-What a submission needs is checked before anything is done (the CLI on PATH, credentials where the CLI
-looks for them, www.kaggle.com reachable); without one, one line says what is missing. Each submission is
-recorded in experiments/<name>/kaggle_submissions.json: when, the file and its digest, the message (the
-experiment, its CV and decision) and what the CLI answered; a leaderboard score read later joins it there.
+Credentials are wherever the client finds them, because the client is asked (`KaggleApi.authenticate`):
+an access token ($KAGGLE_API_TOKEN, ~/.kaggle/access_token), a legacy kaggle.json or KAGGLE_USERNAME +
+KAGGLE_KEY, the OAuth ~/.kaggle/credentials.json that `kaggle auth login` writes. Kaggle's answers are read
+as the client's objects, never as the CLI's printed text: the CLI prints some failures and exits 0
+(`datasets create` on a dataset that exists), and prints warnings on stdout beside its tables. The endpoint
+is the client's too ($KAGGLE_API_ENVIRONMENT=TEST points it at a local stand-in, as the tests do).
+
+A submission is recorded in experiments/<name>/kaggle_submissions.json only when Kaggle confirms it (its
+ref): when, the file and its digest, the message (the experiment, its CV and decision); leaderboard scores
+read later (every page of the submission list) join it there, matched by ref.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
-import shutil
-import subprocess
+import importlib.metadata
+import io
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import PipelineError
 from .network import answers
@@ -20,41 +27,53 @@ from .paths import ExperimentLayout
 from .store import read_json, write_json
 
 COMPETITION = "tgs-salt-identification-challenge"
-HOST = "www.kaggle.com"
+CLIENT_FLOOR = (2, 2, 5)  # the release whose objects and answers this module was written and tested against
+INSTALL = "python -m pipeline.deps --extras kaggle (or pip install 'kaggle>=2.2.5')"
+PAGE = 20  # submissions per page, the client's default
+MAX_PAGES = 500
 
 
-def config_dir() -> Path:
-    """Where the kaggle CLI reads its credentials (its own rule: $KAGGLE_CONFIG_DIR, ~/.kaggle, XDG)."""
-    if os.environ.get("KAGGLE_CONFIG_DIR"):
-        return Path(os.environ["KAGGLE_CONFIG_DIR"])
-    home = Path.home() / ".kaggle"
-    if home.exists():
-        return home
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "kaggle"
+def client():
+    """The authenticated client; one line naming what is missing: the package, the network, credentials."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the package authenticates on import, printing help
+            from kaggle.api.kaggle_api_extended import KaggleApi
+            from kagglesdk.kaggle_env import get_endpoint, get_env
+    except ImportError:
+        raise PipelineError(f"the kaggle client is not installed: {INSTALL}") from None
+    version = importlib.metadata.version("kaggle")
+    if tuple(int(p) for p in version.split(".")[:3] if p.isdigit()) < CLIENT_FLOOR:
+        raise PipelineError(f"kaggle {version} is older than this pipeline reads: {INSTALL}")
+    endpoint = urlsplit(get_endpoint(get_env()))
+    if not answers(endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)):
+        raise PipelineError(f"{endpoint.hostname} cannot be reached (offline); run this on a machine with internet")
+    api = KaggleApi()
+    try:
+        with answered("signing in", "check your Kaggle credentials"), contextlib.redirect_stdout(io.StringIO()):
+            api.authenticate()
+    except SystemExit:
+        raise PipelineError("no Kaggle credentials: run `kaggle auth login`, or set KAGGLE_API_TOKEN, or put "
+                            "kaggle.json in ~/.kaggle (Kaggle > Settings > API)") from None
+    return api
 
 
-def has_credentials() -> bool:
-    env = os.environ
-    if env.get("KAGGLE_API_TOKEN") or (env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY")):
-        return True
-    return any((config_dir() / name).is_file() for name in ("kaggle.json", "access_token"))
+@contextlib.contextmanager
+def answered(what: str, fix: str):
+    """Kaggle's refusal or a failed request inside, as one line: `what` failed, Kaggle's words, `fix`."""
+    import requests
+    try:
+        yield
+    except requests.HTTPError as err:
+        raise PipelineError(f"Kaggle refused {what}: {err}; {fix}") from None
+    except (requests.RequestException, ValueError, OSError) as err:
+        raise PipelineError(f"{what} failed: {err}; {fix}") from None
 
 
-def reachable(host: str = HOST) -> bool:
-    return answers(host)
+def username(api) -> str:
+    return api.get_config_value("username") or ""
 
 
-def missing_for_submit() -> str | None:
-    """What stops a submission here, in words; None when nothing does."""
-    if shutil.which("kaggle") is None:
-        return "the kaggle CLI is not installed (pip install kaggle, or python -m pipeline.deps --extras kaggle)"
-    if not has_credentials():
-        return (f"no Kaggle credentials (set KAGGLE_API_TOKEN, or put access_token or kaggle.json in {config_dir()}; "
-                "Kaggle > Settings > API)")
-    if not reachable():
-        return f"{HOST} cannot be reached (offline); submit the CSV from a machine with internet"
-    return None
-
+# -- submissions -------------------------------------------------------------------------------------------
 
 def message(name: str, cv: float | None, decision, text: str) -> str:
     cv_text = f"CV {cv:.4f}" if cv is not None else "CV untuned"
@@ -63,32 +82,105 @@ def message(name: str, cv: float | None, decision, text: str) -> str:
         f" - {text}" if text else "")
 
 
-def submit_csv(csv: Path, text: str) -> str:
-    """Send `csv` with the message `text`; the CLI's answer. A refusal is one line with the CLI's words."""
-    result = kaggle_cli(["submit", "-c", COMPETITION, "-f", str(csv), "-m", text],
-                        f"for {csv}: {{}}; check your credentials and the competition's rules page")
-    return " ".join((result.stdout + result.stderr).split())[-300:]
+def submit_csv(api, csv: Path, text: str) -> dict:
+    """Send `csv` with the message `text`: {ref, answer} once Kaggle confirms it; otherwise one line."""
+    fix = "nothing was recorded; check the competition's rules page and submit again"
+    with answered(f"the submission of {csv}", fix):
+        response = api.competition_submit(str(csv), text, COMPETITION, quiet=True)
+    if not response.ref or response.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
+        raise PipelineError(f"Kaggle did not take {csv} ({response.message or 'no submission ref'}); {fix}")
+    return {"ref": response.ref, "answer": response.message}
 
 
-def kaggle_cli(args: list[str], failure: str) -> subprocess.CompletedProcess:
-    """`kaggle competitions ARGS`; a non-zero exit is one line: `failure` with the CLI's last words in {}."""
-    result = subprocess.run(["kaggle", "competitions", *args], capture_output=True, text=True)
-    if result.returncode:
-        answer = " ".join((result.stdout + result.stderr).split())[-300:] or "no answer"
-        raise PipelineError(f"kaggle competitions {args[0]} failed " + failure.format(answer))
-    return result
-
-
-def record(exp: ExperimentLayout, csv: Path, text: str, cv: float | None, decision, answer: str) -> None:
+def record(exp: ExperimentLayout, csv: Path, text: str, cv: float | None, decision, confirmed: dict) -> None:
     path = exp.kaggle_submissions_json
     entries = read_json(path)["submissions"] if path.is_file() else []
     entries.append({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "file": str(csv), "message": text,
                     "sha1": hashlib.sha1(csv.read_bytes()).hexdigest(), "cv_score": cv,
-                    "decision": decision.to_dict(), "answer": answer})
+                    "decision": decision.to_dict(), **confirmed})
     write_json(path, {"submissions": entries})
 
 
-def list_submissions() -> str:
-    """`kaggle competitions submissions -v`: CSV with ref, fileName, date, description, status, publicScore,
-    privateScore (the CLI's submission_fields)."""
-    return kaggle_cli(["submissions", COMPETITION, "-v"], "({})").stdout
+def list_submissions(api) -> list[dict]:
+    """Every submission of ours to the competition, all pages: ref, description, status and the scores."""
+    from kagglesdk.competitions.types.competition_api_service import ApiListSubmissionsRequest
+    found, token, page = {}, "", 1
+    with answered("listing your submissions", "try again later"), api.build_kaggle_client() as kaggle:
+        for _ in range(MAX_PAGES):
+            request = ApiListSubmissionsRequest()
+            request.competition_name, request.page_size = COMPETITION, PAGE
+            request.page_token = token
+            if not token:
+                request.page = page
+            listed = kaggle.competitions.competition_api_client.list_submissions(request)
+            fresh = [item for item in listed.submissions if item.ref not in found]
+            found.update((item.ref, submission_row(item)) for item in fresh)
+            token, page = listed.next_page_token, page + 1
+            if not fresh or (not token and len(listed.submissions) < PAGE):
+                break
+    return list(found.values())
+
+
+def submission_row(item) -> dict:
+    return {"ref": item.ref, "description": item.description or "", "status": item.status.name,
+            "public_score": score(item.public_score), "private_score": score(item.private_score)}
+
+
+def score(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# -- datasets and kernels ----------------------------------------------------------------------------------
+
+def dataset_exists(api, ref: str) -> bool:
+    import requests
+    try:
+        api.dataset_status(ref)
+        return True
+    except requests.HTTPError as err:
+        if err.response is not None and err.response.status_code == 404:
+            return False
+        raise PipelineError(f"Kaggle refused the status of dataset {ref}: {err}; try again later") from None
+
+
+def upload_dataset(api, folder: Path, ref: str, notes: str) -> str:
+    """Create dataset `ref` from `folder`'s top-level files, or add a version when it exists; which it did."""
+    exists = dataset_exists(api, ref)
+    fix = f"fix what it says and push again (python -m pipeline.bundle --push)"
+    with answered(f"the upload of {folder} as {ref}", fix):
+        result = (api.dataset_create_version(str(folder), notes, quiet=True, dir_mode="skip") if exists else
+                  api.dataset_create_new(str(folder), public=False, quiet=True, dir_mode="skip"))
+    if result is None or (result.status or "").lower() != "ok":
+        raise PipelineError(f"Kaggle refused the upload of {folder} as {ref}: "
+                            f"{getattr(result, 'error', None) or 'no answer'}; {fix}")
+    return "versioned" if exists else "created"
+
+
+def wait_ready(api, ref: str, seconds: float = 1800, poll: float = 10) -> None:
+    """Until Kaggle says dataset `ref` is ready (a kernel pushed earlier would mount the old version)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with answered(f"the status of dataset {ref}", "try again later"):
+            status = api.dataset_status(ref)
+        if status == "ready":
+            return
+        if status in ("failed", "deleted") or time.monotonic() > deadline:
+            raise PipelineError(f"dataset {ref} is '{status}' on Kaggle, not ready; see its page, then push again")
+        time.sleep(poll)
+
+
+def push_kernel(api, folder: Path) -> str:
+    """Push the kernel folder (its metadata names the machine, sources and internet); the run's URL."""
+    fix = f"fix what it says, then push again (kaggle kernels push -p {folder})"
+    with answered(f"the kernel in {folder}", fix):
+        result = api.kernels_push(str(folder))
+    if result is None or result.error:
+        raise PipelineError(f"Kaggle refused the kernel in {folder}: {getattr(result, 'error', None) or 'no answer'}; {fix}")
+    invalid = [f"{what} {names}" for what, names in (("datasets", result.invalid_dataset_sources),
+                                                     ("competitions", result.invalid_competition_sources)) if names]
+    if invalid:
+        raise PipelineError(f"Kaggle could not attach the kernel's {'; '.join(invalid)}; {fix}")
+    return result.url

@@ -4,12 +4,15 @@
 kernel's code file. In the kernel it finds its attached datasets by what they hold, not by a fixed mount
 path (Kaggle has mounted them as /kaggle/input/<slug> and in deeper folders): the wheels dataset by the
 project's wheel, the competition data by sample_submission.csv beside train.csv and train.zip or train/,
-weights files by name. Then, with no network: the project from its wheel, what the image lacks from the
+weights files by name. The project wheel there must be the one bundled with this script (its sha256 is in
+the settings): a dataset version older or newer than the kernel is one line. Then, with no network: the
+project from its wheel, what the image lacks from the
 same folder (`pipeline.deps --wheels`), the config written to /kaggle/working, and `pipeline.run --kaggle`,
 which leaves /kaggle/working/submission.csv.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -60,9 +63,28 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def install(wheels: Path) -> None:
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundled_wheel(wheels: Path, expected: dict) -> Path:
+    """The attached project wheel that is the one this kernel was bundled with (name and sha256)."""
+    found = sorted(wheels.glob(WHEEL_GLOB))
+    same = [path for path in found if sha256(path) == expected["sha256"]]
+    if not same:
+        fail(f"the attached wheels dataset ({wheels}) holds {', '.join(p.name for p in found)}, not the project "
+             f"wheel this kernel was bundled with ({expected['name']}, sha256 {expected['sha256'][:12]}); push "
+             "both again with `python -m pipeline.bundle --push` (it adds a dataset version and waits until it "
+             "is ready), or attach the dataset's latest version")
+    return same[0]
+
+
+def install(wheels: Path, own: Path) -> None:
     """The project from its wheel, then what the image lacks, from the attached folder alone."""
-    own = sorted(wheels.glob(WHEEL_GLOB))[-1]
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index"]
     for command in ([*pip, "--no-deps", str(own)],
                     [sys.executable, "-m", "pipeline.deps", "--wheels", str(wheels)]):
@@ -97,7 +119,7 @@ def main(settings: dict) -> None:
     if competition is None:
         fail(f"the competition data is not under {INPUT}; add the competition tgs-salt-identification-challenge "
              "to the kernel's inputs")
-    install(wheels)
+    install(wheels, bundled_wheel(wheels, settings["wheel"]))
     config = write_config(settings)
     command = [sys.executable, "-m", "pipeline.run", "--kaggle", "--config", str(config), "--input",
                str(competition), "--workdir", str(WORKING), "--wheels", str(wheels)]

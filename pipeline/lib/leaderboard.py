@@ -158,21 +158,15 @@ def table(items: list[Entry]) -> pd.DataFrame:
     return pd.DataFrame([item.row for item in items], columns=COLUMNS)
 
 
-def match_scores(sent: list[dict], listed: pd.DataFrame) -> int:
-    """Leaderboard scores from `kaggle competitions submissions -v` joined to our records by message;
-    how many were filled."""
+def match_scores(sent: list[dict], listed: list[dict]) -> int:
+    """Leaderboard scores from Kaggle's list of our submissions (kaggle_api.list_submissions) joined to our
+    records by submission ref (records from before refs were kept: by message); how many were filled."""
+    by_ref = {item["ref"]: item for item in listed}
+    by_message = {item["description"]: item for item in reversed(listed)}  # Kaggle lists newest first: the newest wins
     filled = 0
     for item in sent:
-        rows = listed[listed["description"] == item.get("message")]
-        if len(rows):
-            item["public_score"] = _score(rows.iloc[0].get("publicScore"))
-            item["private_score"] = _score(rows.iloc[0].get("privateScore"))
+        found = by_ref.get(item["ref"]) if item.get("ref") else by_message.get(item.get("message"))
+        if found:
+            item["public_score"], item["private_score"] = found["public_score"], found["private_score"]
             filled += 1
     return filled
-
-
-def _score(value) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None

@@ -72,6 +72,15 @@ class InputLayout:
         return self.test_root or self.root / "test"
 
     @property
+    def competition_zip(self) -> Path:
+        """Kaggle's one download (`kaggle competitions download -c ...`): the CSVs and the zips inside."""
+        return self.root / "tgs-salt-identification-challenge.zip"
+
+    def holds_data(self) -> bool:
+        return any(path.exists() for path in (self.train_csv, self.train_dir, self.competition_zip,
+                                              *self.zips.values()))
+
+    @property
     def zips(self) -> dict[str, Path]:
         """The archives the image folders may come in: {"train": root/train.zip, "test": root/test.zip}."""
         return {part: self.root / f"{part}.zip" for part in ("train", "test")}

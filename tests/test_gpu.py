@@ -1,0 +1,63 @@
+"""A GPU the installed torch cannot run is one line before any CUDA work (lib/gpu.py), by mocked devices."""
+import pytest
+import torch
+
+from pipeline.lib import gpu
+from pipeline.lib.distributed import Rank, local_devices
+from pipeline.lib.errors import PipelineError
+
+CU128 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # Kaggle's image's torch: no sm_60
+DEVICES = {"Tesla P100-PCIE-16GB": (6, 0), "Tesla T4": (7, 5), "NVIDIA H100 80GB HBM3": (9, 0)}
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Mock torch.cuda as a machine with the named GPUs under a torch built for `archs`."""
+    def make(names, archs=CU128):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: len(names))
+        monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(archs))
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: DEVICES[names[index]])
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: names[index])
+        monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    return make
+
+
+@pytest.mark.parametrize("name, runs", [("Tesla P100-PCIE-16GB", False), ("Tesla T4", True),
+                                        ("NVIDIA H100 80GB HBM3", True)])
+def test_each_gpu_against_a_cu128_torch(machine, name, runs):
+    machine([name, name])
+    if runs:
+        assert gpu.check_gpus() == 2
+        return
+    with pytest.raises(PipelineError) as refused:
+        gpu.check_gpus()
+    words = str(refused.value)
+    assert "\n" not in words
+    for part in ("GPU 0 (Tesla P100-PCIE-16GB, sm_60)", "sm_75, sm_80", "GPU T4 x2 (NvidiaTeslaT4",
+                 "CUDA_VISIBLE_DEVICES="):
+        assert part in words
+
+
+@pytest.mark.parametrize("capability, archs, runs", [
+    ((6, 0), ["sm_50", "compute_50"], True),     # PTX of an older capability: compiled by the driver
+    ((8, 9), ["sm_80"], True),                   # same major, newer minor: binary compatible
+    ((8, 0), ["sm_86"], False),                  # a newer minor's code does not run on an older one
+    ((10, 0), ["sm_90"], False),                 # another major needs PTX
+    ((10, 0), ["sm_90", "compute_90"], True),
+    ((9, 0), ["sm_90a"], True), ((10, 0), ["sm_90a"], False),  # arch-specific: that capability alone
+])
+def test_binary_and_ptx_compatibility(capability, archs, runs):
+    assert gpu.runs_on(capability, archs) is runs
+
+
+def test_every_way_to_a_gpu_asks_first(machine):
+    machine(["Tesla T4", "Tesla P100-PCIE-16GB"])  # the second GPU is the one torch cannot run
+    for ask in (local_devices, Rank(local=0, local_world=2).device):
+        with pytest.raises(PipelineError, match="GPU 1 "):
+            ask()
+
+
+def test_a_machine_without_cuda_has_no_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu.check_gpus() == 0 and local_devices() == [torch.device("cpu")]
