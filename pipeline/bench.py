@@ -2,6 +2,11 @@
 
     python -m pipeline.bench [--input DIR] [--device cpu|cuda] [--out bench/bench.json] [--steps N]
     python -m pipeline.bench --trained CONFIG [--input DIR] [--workdir DIR]   # float32 vs bf16 on trained folds
+    python -m pipeline.bench --gpu-check [--input DIR] [--minutes 8.5] [-- key=value ...]  # first, on any GPU
+
+`--gpu-check` (lib/gpu_check.py): the device, its capability and torch's architectures; default.yaml's real
+training step in fp16 and bf16 (where the GPU has it), images/s and peak memory; then fold 0 of default.yaml
+on the real training images for the minutes left, each epoch's validation mAP; all in bench/gpu_check.json.
 
 Uses the real data when the input folder has it, else a generated demo set (then load and tune
 figures are scaled to the real sizes, and the JSON says so). Ratios between figures of one run are
@@ -34,6 +39,7 @@ from .lib.demo_data import make_demo
 from .lib.distributed import ALONE
 from .lib.errors import PipelineError, run_stage
 from .lib.fold_data import FoldInputs, Images
+from .lib.gpu_check import gpu_check
 from .lib.folds import make_folds, write_folds
 from .lib.inference import InferenceSettings, Predictor, tuned_score
 from .lib.metric import threshold_grid_scores
@@ -281,7 +287,15 @@ def main(argv=None) -> None:
     p.add_argument("--train-step", type=Path, default=None, metavar="CONFIG",
                    help="instead: the training step of this config and of its speed levers, timed and profiled")
     p.add_argument("--levers", default="all", help="with --train-step: lever names, comma-separated, all or none")
+    p.add_argument("--gpu-check", action="store_true",
+                   help="instead: the first check on a GPU machine (device, training step, fold 0 for --minutes)")
+    p.add_argument("--config", default="default.yaml", help="with --gpu-check: the config it trains")
+    p.add_argument("--minutes", type=float, default=8.5, help="with --gpu-check: the whole check's budget")
+    p.add_argument("overrides", nargs="*", help="with --gpu-check: config overrides (after --)")
     args = p.parse_args(argv)
+    if args.gpu_check:
+        gpu_check_main(args)
+        return
     if args.train_step:
         train_step_main(args)
         return
@@ -299,6 +313,15 @@ def main(argv=None) -> None:
     out = Path(args.out or WorkLayout(paths.home()).bench_json)
     write_json(out, result)
     print(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+def gpu_check_main(args) -> None:
+    device = torch.device(args.device)
+    out = Path(args.out or WorkLayout(paths.home()).gpu_check_json)
+    report = gpu_check(args.config, args.overrides, paths.input_dir(args.input), device, args.minutes,
+                       args.steps or (20 if device.type == "cuda" else 3), matmul_gflops, out)
+    print(json.dumps(report, indent=2))
     print(f"wrote {out}")
 
 

@@ -167,3 +167,33 @@ def test_progressive_resizing_is_checked_whole(tmp_path, overrides, message):
     from pipeline.lib.config import load_config
     with pytest.raises(PipelineError, match=message):
         load_config(tiny_config(tmp_path), overrides, encoder=False)
+
+
+def test_the_gpu_check_runs_its_parts_within_the_budget_on_a_cpu(demo_input, tmp_path, capsys):
+    """`bench --gpu-check` with tiny settings on generated data: the device, the training step, fold 0 per epoch."""
+    from pipeline import bench
+    out = tmp_path / "gpu_check.json"
+    bench.main(["--gpu-check", "--device", "cpu", "--minutes", "0.5", "--steps", "1", "--input", str(demo_input),
+                "--out", str(out), "--", "model.decoder_channels=[16,16,16,16,16]", "train.batch_size=8"])
+    report = json.loads(out.read_text())
+    assert report["device"]["device"] == "cpu" and report["matmul_2048_fp32_gflops"] > 0
+    assert report["train_step"]["none"]["images_per_s"] > 0
+    fold0 = report["fold0"]
+    assert fold0["epochs"] and all(0 <= row["score_best"] <= 1 for row in fold0["epochs"])
+    assert 2 <= fold0["epochs_planned"] and report["seconds"] < 0.5 * 60 + 20
+    assert "fold 0 epoch 1/" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("epochs", [2, 3, 7, 30, 80, 200])
+def test_the_gpu_check_shrinks_the_schedule_to_a_valid_one(epochs):
+    from pipeline.lib.config import load_config
+    from pipeline.lib.gpu_check import fitted
+    config = load_config("default.yaml", fitted("default.yaml", [], epochs))
+    assert config.train.epochs == min(epochs, 80) and config.model.encoder_weights == "none"
+
+
+def test_the_gpu_check_times_the_precisions_the_gpu_has():
+    from pipeline.lib.gpu_check import precisions
+    assert precisions({"device": "cuda", "bf16": True}) == ["fp16", "bf16"]  # an H100
+    assert precisions({"device": "cuda", "bf16": False}) == ["fp16"]  # a T4
+    assert precisions({"device": "cpu"}) == ["none"]

@@ -17,8 +17,9 @@ def machine(monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: len(names))
         monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(archs))
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: DEVICES[names[index]])
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: names[index])
+        number = lambda index: getattr(index, "index", index) or 0  # noqa: E731 (an index or a torch.device)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: DEVICES[names[number(index)]])
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: names[number(index)])
         monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
     return make
 
@@ -61,3 +62,14 @@ def test_every_way_to_a_gpu_asks_first(machine):
 def test_a_machine_without_cuda_has_no_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu.check_gpus() == 0 and local_devices() == [torch.device("cpu")]
+
+
+def test_the_gpu_check_refuses_a_gpu_torch_cannot_run_and_names_one_it_can(machine, monkeypatch):
+    from pipeline.lib.gpu_check import device_facts
+    machine(["Tesla P100-PCIE-16GB"])
+    with pytest.raises(PipelineError, match="sm_60"):
+        device_facts(torch.device("cuda", 0))
+    machine(["Tesla T4"])
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 15 * 2**30}))
+    facts = device_facts(torch.device("cuda", 0))
+    assert (facts["name"], facts["capability"], facts["bf16"], facts["memory_gb"]) == ("Tesla T4", "7.5", False, 15.0)

@@ -5,10 +5,13 @@ Then a simulated Kaggle: `/kaggle/input/<slug>/` holds exactly what `kaggle data
 (the top-level files of each dataset folder, the CLI's default `--dir-mode skip`, less its metadata file),
 and the competition folder holds train.zip, test.zip and the CSVs of generated data, read-only; a Python
 that has only what a Kaggle image ships (IMAGE: torch, numpy, pandas, scikit-learn, opencv, matplotlib, pyyaml,
-tqdm and what they need; not smp, albumentations, pydantic or the project); no network (`unshare -n`); a
+tqdm, albumentations, timm and what they need: bundle.IMAGE, read from Kaggle/docker-python; not smp or the
+project) in Kaggle's Python, 3.12, where pyenv has one (installed once into a cache folder; elsewhere the host's
+Python, and the test says so); no network (`unshare -n`); a
 private mount namespace (`unshare -m`) binds a temporary folder at /kaggle. The kernel's script runs as Kaggle
 runs it, from /kaggle/working, and must leave /kaggle/working/submission.csv with sample_submission's ids.
 """
+import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -29,8 +32,7 @@ from pipeline.lib.demo_data import make_demo
 from pipeline.lib.requirements import canonical
 
 TINY = ["model.decoder_channels=[16,16,8,8,8]", "train.epochs=1", "train.batch_size=8", "predict.batch_size=32"]
-IMAGE = ["torch", "torchvision", "numpy", "pandas", "scikit-learn", "opencv-python-headless", "matplotlib",
-         "pyyaml", "tqdm"]
+IMAGE = [name for name in bundle.IMAGE if name != "opencv-python"]  # one OpenCV (the image's headless one)
 
 
 def online() -> bool:
@@ -71,14 +73,31 @@ def closure(roots: list[str]) -> dict[str, importlib.metadata.Distribution]:
     return found
 
 
-def kaggle_image(folder: Path) -> Path:
-    """A Python whose site-packages sees only IMAGE's closure of what is installed here (by symlinks)."""
-    subprocess.run([sys.executable, "-m", "venv", str(folder / "env")], check=True)
-    python = folder / "env" / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
-    for own in site.glob("setuptools*"):  # the venv's old copy would hide the image's (torch needs a new one)
-        shutil.rmtree(own) if own.is_dir() else own.unlink()
+def kaggle_python() -> Path | None:
+    """Kaggle's Python (bundle.KAGGLE_PYTHON) from pyenv, when this machine has one."""
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = sorted(root.glob(f"versions/{bundle.KAGGLE_PYTHON}.*/bin/python{bundle.KAGGLE_PYTHON}"))
+    return found[-1] if found else None
+
+
+def image_for(python: Path) -> Path:
+    """IMAGE installed for `python` by pip (torch and torchvision at this machine's versions), once: a cache
+    folder named by the Python and the list, made whole before it is used."""
+    pins = [f"{name}=={importlib.metadata.version(name).split('+')[0]}" if name in ("torch", "torchvision") else name
+            for name in IMAGE]
+    version = subprocess.run([python, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    key = hashlib.sha1(" ".join([version, *pins]).encode()).hexdigest()[:12]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tgs-salt-tests" / f"kaggle-image-{key}"
+    if not cache.is_dir():
+        partial = cache.with_name(f"{cache.name}.partial-{os.getpid()}")
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--only-binary=:all:",
+                        "--target", str(partial), *pins], check=True)
+        partial.rename(cache)
+    return cache
+
+
+def host_image(folder: Path) -> Path:
+    """IMAGE's closure of what is installed for this Python, by symlinks in one folder."""
     image = folder / "image"
     image.mkdir()
     for dist in closure(IMAGE).values():
@@ -86,6 +105,23 @@ def kaggle_image(folder: Path) -> Path:
         for top in {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
             if (root / top).exists() and not (image / top).exists():
                 (image / top).symlink_to(root / top)
+    return image
+
+
+def kaggle_image(folder: Path) -> Path:
+    """A new Python environment that sees IMAGE and nothing else: Kaggle's Python with IMAGE installed for it,
+    or, where this machine has no such Python, this one's with IMAGE's closure of what it has."""
+    base = kaggle_python()
+    if base is None:
+        print(f"\nkernel rehearsal: no Python {bundle.KAGGLE_PYTHON} here (pyenv), so the kernel runs on this "
+              f"Python {sys.version.split()[0]}", file=sys.__stderr__)
+    image = image_for(base) if base else host_image(folder)
+    subprocess.run([str(base or sys.executable), "-m", "venv", str(folder / "env")], check=True)
+    python = folder / "env" / "bin" / "python"
+    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    for own in site.glob("setuptools*"):  # the venv's old copy would hide the image's (torch needs a new one)
+        shutil.rmtree(own) if own.is_dir() else own.unlink()
     (site / "kaggle_image.pth").write_text(f"{image}\n")
     return python
 
@@ -125,8 +161,10 @@ exit $status
 
 def test_the_kaggle_kernel_runs_from_what_we_upload(tmp_path):
     out = tmp_path / "upload"
-    bundle.main(["--out", str(out), "--config", "demo.yaml", "--owner", "me", "--", *TINY])  # here, online
     python = kaggle_image(tmp_path / "machine")
+    minor = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    bundle.main(["--out", str(out), "--config", "demo.yaml", "--owner", "me", "--python-version", minor, "--", *TINY])
     root = tmp_path / "kaggle"
     upload(out / "tgs-wheels", root / "input" / "tgs-wheels")
     made = competition(root / "input" / "tgs-salt-identification-challenge")

@@ -186,6 +186,11 @@ class WorkLayout:
         return self.root / "bench" / "train_step.json"
 
     @property
+    def gpu_check_json(self) -> Path:
+        """`pipeline.bench --gpu-check`'s figures (default --out)."""
+        return self.root / "bench" / "gpu_check.json"
+
+    @property
     def precision_json(self) -> Path:
         """`pipeline.bench --trained`'s float32 vs bf16 figures (default --out)."""
         return self.root / "bench" / "precision.json"
