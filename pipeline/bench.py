@@ -39,6 +39,7 @@ from .lib.demo_data import make_demo
 from .lib.distributed import ALONE
 from .lib.errors import PipelineError, run_stage
 from .lib.fold_data import FoldInputs, Images
+from .lib.gpu import check_gpus
 from .lib.gpu_check import gpu_check
 from .lib.folds import make_folds, write_folds
 from .lib.inference import InferenceSettings, Predictor, tuned_score
@@ -305,9 +306,7 @@ def main(argv=None) -> None:
         write_json(Path(args.out or WorkLayout(paths.home()).precision_json), result)
         print(json.dumps(result, indent=2))
         return
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PipelineError("--device cuda, but torch sees no GPU; use --device cpu")
+    device = chosen_device(args.device)
     steps = args.steps or (30 if device.type == "cuda" else 3)
     result = bench(InputLayout(paths.input_dir(args.input)), device, steps)
     out = Path(args.out or WorkLayout(paths.home()).bench_json)
@@ -316,8 +315,15 @@ def main(argv=None) -> None:
     print(f"wrote {out}")
 
 
+def chosen_device(name: str) -> torch.device:
+    """`--device`: a GPU only when torch sees one it has kernels for (else one line)."""
+    if name == "cuda" and not check_gpus():
+        raise PipelineError("--device cuda, but torch sees no GPU; use --device cpu")
+    return torch.device(name)
+
+
 def gpu_check_main(args) -> None:
-    device = torch.device(args.device)
+    device = chosen_device(args.device)
     out = Path(args.out or WorkLayout(paths.home()).gpu_check_json)
     report = gpu_check(args.config, args.overrides, paths.input_dir(args.input), device, args.minutes,
                        args.steps or (20 if device.type == "cuda" else 3), matmul_gflops, out)
@@ -326,7 +332,7 @@ def gpu_check_main(args) -> None:
 
 
 def train_step_main(args) -> None:
-    device = torch.device(args.device)
+    device = chosen_device(args.device)
     levers = list(LEVERS) if args.levers == "all" else [] if args.levers == "none" else args.levers.split(",")
     result = train_step(args.train_step, InputLayout(paths.input_dir(args.input)), device,
                         args.steps or (30 if device.type == "cuda" else 5), levers)

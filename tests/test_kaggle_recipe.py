@@ -96,6 +96,11 @@ def image_for(python: Path) -> Path:
     return cache
 
 
+def minor_of(python: Path) -> str:
+    return subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
 def host_image(folder: Path) -> Path:
     """IMAGE's closure of what is installed for this Python, by symlinks in one folder."""
     image = folder / "image"
@@ -162,9 +167,8 @@ exit $status
 def test_the_kaggle_kernel_runs_from_what_we_upload(tmp_path):
     out = tmp_path / "upload"
     python = kaggle_image(tmp_path / "machine")
-    minor = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
-                           text=True, check=True).stdout.strip()
-    bundle.main(["--out", str(out), "--config", "demo.yaml", "--owner", "me", "--python-version", minor, "--", *TINY])
+    bundle.main(["--out", str(out), "--config", "demo.yaml", "--owner", "me", "--python-version", minor_of(python),
+                 "--", *TINY])
     root = tmp_path / "kaggle"
     upload(out / "tgs-wheels", root / "input" / "tgs-wheels")
     made = competition(root / "input" / "tgs-salt-identification-challenge")

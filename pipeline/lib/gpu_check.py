@@ -15,7 +15,6 @@ import torch
 from .archives import unpacked
 from .config import load_config
 from .distributed import ALONE
-from .errors import PipelineError
 from .fold_data import FoldInputs, Images
 from .folds import make_folds, write_folds
 from .gpu import check_gpus
@@ -35,8 +34,6 @@ def device_facts(device: torch.device) -> dict:
     if device.type != "cuda":
         return facts
     count = check_gpus()
-    if not count:
-        raise PipelineError("--device cuda, but torch sees no GPU; use --device cpu")
     major, minor = torch.cuda.get_device_capability(device)
     return {**facts, "name": torch.cuda.get_device_name(device), "gpus": count, "capability": f"{major}.{minor}",
             "archs": torch.cuda.get_arch_list(), "bf16": major >= BF16_CAPABILITY,  # in hardware, not emulated

@@ -149,7 +149,7 @@ def dataset_exists(api, ref: str) -> bool:
 def upload_dataset(api, folder: Path, ref: str, notes: str) -> str:
     """Create dataset `ref` from `folder`'s top-level files, or add a version when it exists; which it did."""
     exists = dataset_exists(api, ref)
-    fix = f"fix what it says and push again (python -m pipeline.bundle --push)"
+    fix = "fix what it says and push again (python -m pipeline.bundle --push)"
     with answered(f"the upload of {folder} as {ref}", fix):
         result = (api.dataset_create_version(str(folder), notes, quiet=True, dir_mode="skip") if exists else
                   api.dataset_create_new(str(folder), public=False, quiet=True, dir_mode="skip"))
