@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline.lib.demo_data import make_demo
 from pipeline.lib.paths import REPO
@@ -23,3 +24,21 @@ def own_demo(tmp_path) -> Path:
     out = tmp_path / "input"
     make_demo(out, n_train=30, n_test=10, seed=2)
     return out
+
+
+CU128 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # Kaggle's image's torch: no sm_60
+DEVICES = {"Tesla P100-PCIE-16GB": (6, 0), "Tesla T4": (7, 5), "NVIDIA H100 80GB HBM3": (9, 0)}
+
+
+@pytest.fixture
+def gpu_machine(monkeypatch):
+    """Mock torch.cuda as a machine with the named GPUs under a torch built for `archs`."""
+    def make(names, archs=CU128):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: len(names))
+        monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(archs))
+        number = lambda index: getattr(index, "index", index) or 0  # noqa: E731 (an index or a torch.device)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: DEVICES[names[number(index)]])
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: names[number(index)])
+        monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    return make

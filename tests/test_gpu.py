@@ -6,28 +6,11 @@ from pipeline.lib import gpu
 from pipeline.lib.distributed import Rank, local_devices
 from pipeline.lib.errors import PipelineError
 
-CU128 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # Kaggle's image's torch: no sm_60
-DEVICES = {"Tesla P100-PCIE-16GB": (6, 0), "Tesla T4": (7, 5), "NVIDIA H100 80GB HBM3": (9, 0)}
-
-
-@pytest.fixture
-def machine(monkeypatch):
-    """Mock torch.cuda as a machine with the named GPUs under a torch built for `archs`."""
-    def make(names, archs=CU128):
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "device_count", lambda: len(names))
-        monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(archs))
-        number = lambda index: getattr(index, "index", index) or 0  # noqa: E731 (an index or a torch.device)
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=0: DEVICES[names[number(index)]])
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: names[number(index)])
-        monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
-    return make
-
 
 @pytest.mark.parametrize("name, runs", [("Tesla P100-PCIE-16GB", False), ("Tesla T4", True),
                                         ("NVIDIA H100 80GB HBM3", True)])
-def test_each_gpu_against_a_cu128_torch(machine, name, runs):
-    machine([name, name])
+def test_each_gpu_against_a_cu128_torch(gpu_machine, name, runs):
+    gpu_machine([name, name])
     if runs:
         assert gpu.check_gpus() == 2
         return
@@ -52,8 +35,8 @@ def test_binary_and_ptx_compatibility(capability, archs, runs):
     assert gpu.runs_on(capability, archs) is runs
 
 
-def test_every_way_to_a_gpu_asks_first(machine):
-    machine(["Tesla T4", "Tesla P100-PCIE-16GB"])  # the second GPU is the one torch cannot run
+def test_every_way_to_a_gpu_asks_first(gpu_machine):
+    gpu_machine(["Tesla T4", "Tesla P100-PCIE-16GB"])  # the second GPU is the one torch cannot run
     for ask in (local_devices, Rank(local=0, local_world=2).device):
         with pytest.raises(PipelineError, match="GPU 1 "):
             ask()
@@ -64,12 +47,12 @@ def test_a_machine_without_cuda_has_no_gpus(monkeypatch):
     assert gpu.check_gpus() == 0 and local_devices() == [torch.device("cpu")]
 
 
-def test_the_gpu_check_refuses_a_gpu_torch_cannot_run_and_names_one_it_can(machine, monkeypatch):
+def test_the_gpu_check_refuses_a_gpu_torch_cannot_run_and_names_one_it_can(gpu_machine, monkeypatch):
     from pipeline.lib.gpu_check import device_facts
-    machine(["Tesla P100-PCIE-16GB"])
+    gpu_machine(["Tesla P100-PCIE-16GB"])
     with pytest.raises(PipelineError, match="sm_60"):
         device_facts(torch.device("cuda", 0))
-    machine(["Tesla T4"])
+    gpu_machine(["Tesla T4"])
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 15 * 2**30}))
     facts = device_facts(torch.device("cuda", 0))
     assert (facts["name"], facts["capability"], facts["bf16"], facts["memory_gb"]) == ("Tesla T4", "7.5", False, 15.0)

@@ -56,11 +56,10 @@ def test_amx_probe_is_a_plain_answer_even_without_torchs_private_probe(monkeypat
     assert runtime.has_amx() is (probe is not None and probe())
 
 
-def test_listing_the_gpus_changes_no_setting(monkeypatch):
+def test_listing_the_gpus_changes_no_setting(monkeypatch, gpu_machine):
     """`status` lists the devices to record the precision predict would use; that alone must not switch
     cuDNN's kernel timing on (predict and training do, when they run on GPUs)."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    gpu_machine(["Tesla T4", "Tesla T4"])
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     assert distributed.local_devices() == [torch.device("cuda", 0), torch.device("cuda", 1)]
     assert torch.backends.cudnn.benchmark is False

@@ -258,15 +258,14 @@ def test_ranks_take_every_fold_once(world, expected):
     assert [Rank(r, world).share([0, 1, 2, 3, 4]) for r in range(world)] == expected
 
 
-def test_each_rank_gets_its_gpu_and_a_share_of_the_cores(monkeypatch):
+def test_each_rank_gets_its_gpu_and_a_share_of_the_cores(monkeypatch, gpu_machine):
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     rank = Rank.from_env()
     assert rank == Rank(3, 4, 1, 2)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    gpu_machine(["Tesla T4", "Tesla T4"])
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     assert rank.device() == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]

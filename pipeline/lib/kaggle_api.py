@@ -5,7 +5,8 @@ an access token ($KAGGLE_API_TOKEN, ~/.kaggle/access_token), a legacy kaggle.jso
 KAGGLE_KEY, the OAuth ~/.kaggle/credentials.json that `kaggle auth login` writes. Kaggle's answers are read
 as the client's objects, never as the CLI's printed text: the CLI prints some failures and exits 0
 (`datasets create` on a dataset that exists), and prints warnings on stdout beside its tables. The endpoint
-is the client's too ($KAGGLE_API_ENVIRONMENT=TEST points it at a local stand-in, as the tests do).
+is the client's too ($KAGGLE_API_ENVIRONMENT=LOCALHOST points it at http://localhost, where the tests run a
+stand-in for Kaggle's API).
 
 A submission is recorded in experiments/<name>/kaggle_submissions.json only when Kaggle confirms it (its
 ref): when, the file and its digest, the message (the experiment, its CV and decision); leaderboard scores
@@ -38,13 +39,12 @@ def client():
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the package authenticates on import, printing help
             from kaggle.api.kaggle_api_extended import KaggleApi
-            from kagglesdk.kaggle_env import get_endpoint, get_env
     except ImportError:
         raise PipelineError(f"the kaggle client is not installed: {INSTALL}") from None
     version = importlib.metadata.version("kaggle")
     if tuple(int(p) for p in version.split(".")[:3] if p.isdigit()) < CLIENT_FLOOR:
         raise PipelineError(f"kaggle {version} is older than this pipeline reads: {INSTALL}")
-    endpoint = urlsplit(get_endpoint(get_env()))
+    endpoint = urlsplit(endpoint_of(KaggleApi))
     if not answers(endpoint.hostname, endpoint.port or (443 if endpoint.scheme == "https" else 80)):
         raise PipelineError(f"{endpoint.hostname} cannot be reached (offline); run this on a machine with internet")
     api = KaggleApi()
@@ -55,6 +55,14 @@ def client():
         raise PipelineError("no Kaggle credentials: run `kaggle auth login`, or set KAGGLE_API_TOKEN, or put "
                             "kaggle.json in ~/.kaggle (Kaggle > Settings > API)") from None
     return api
+
+
+def endpoint_of(api_class) -> str:
+    """Where the kaggle package sends its calls: it builds its client with an environment of its own
+    (KaggleApi.args, read by build_kaggle_client_with_params), local only for KAGGLE_API_ENVIRONMENT=LOCALHOST;
+    kagglesdk's own KAGGLE_API_ENVIRONMENT values (TEST: localhost:7777) do not reach it."""
+    from kagglesdk.kaggle_env import KaggleEnv, get_endpoint
+    return get_endpoint(KaggleEnv.LOCAL if "--local" in api_class.args else KaggleEnv.PROD)
 
 
 @contextlib.contextmanager
