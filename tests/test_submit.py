@@ -72,7 +72,8 @@ def test_kaggle_message_without_what_it_needs_changes_nothing(demo_input, tmp_pa
     """Submitting through the real client is tested in test_kaggle_api.py, against a stand-in for Kaggle."""
     fake_test_probs(demo_input, tmp_path)
     if lacking == "client":
-        monkeypatch.setitem(sys.modules, "kaggle", None)  # an import of it fails, as when it is not installed
+        for name in ("kaggle", "kaggle.api.kaggle_api_extended"):  # importing it fails, as when it is not installed
+            monkeypatch.setitem(sys.modules, name, None)
     else:
         monkeypatch.setattr("pipeline.lib.kaggle_api.answers", lambda host, port: False)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
