@@ -72,28 +72,55 @@ def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_bytes(path: Path, what: str) -> bytes:
+    """A PNG file's bytes, once its header says it is SIZE x SIZE: a file declaring another size (a
+    decompression bomb among them) is refused before anything is decoded."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PipelineError(f"cannot read {what} {path}: missing; re-download it") from None
+    except OSError as err:  # permissions, an I/O error
+        raise PipelineError(f"cannot read {what} {path} ({err.strerror}); make it readable, or re-download it") from None
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 24:
+        raise PipelineError(f"cannot read {what} {path}: not a valid PNG; re-download it")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if (width, height) != (SIZE, SIZE):
+        raise PipelineError(f"{path} is {width}x{height} pixels, expected {SIZE}x{SIZE}; replace it with the "
+                            "original competition file")
+    return data
+
+
+def decode_png(path: Path, what: str) -> np.ndarray:
+    """The PNG's pixels as stored (any bit depth and channels), shape (SIZE, SIZE, C)."""
+    array = cv2.imdecode(np.frombuffer(png_bytes(path, what), np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise PipelineError(f"cannot read {what} {path}: not a valid PNG; re-download it")
+    return array.reshape(SIZE, SIZE, -1)
+
+
 def read_image(path: Path) -> np.ndarray:
-    """One image as uint8 (101, 101), from any PNG mode (gray, RGB, RGBA, 16-bit)."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise PipelineError(f"cannot read image {path}: missing or not a valid PNG; re-download it")
-    _check_size(path, image)
-    return image
+    """One image as uint8 (101, 101) by a rule that keeps its values: gray as it is; RGB or RGBA by their
+    colour channels (equal in the competition's files; otherwise OpenCV's luma), alpha dropped; 8-bit values
+    kept; 16-bit full range scaled to 8 bits (value / 257), 16-bit whose values stop at 255 (8-bit values
+    stored wide) kept as they are. Any other sample type is refused, naming the file."""
+    pixels = decode_png(path, "image")
+    if pixels.dtype == np.uint16:
+        pixels = (pixels if pixels.max() <= 255 else (pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if pixels.dtype != np.uint8:
+        raise PipelineError(f"image {path} has {pixels.dtype} samples; the competition's images are 8-bit "
+                            "PNGs: replace it with the original file")
+    colour = pixels[..., :3] if pixels.shape[2] >= 3 else pixels[..., :1]
+    if colour.shape[2] == 1 or (colour == colour[..., :1]).all():
+        return np.ascontiguousarray(colour[..., 0])
+    return cv2.cvtColor(np.ascontiguousarray(colour), cv2.COLOR_BGR2GRAY)
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """One mask as bool (101, 101): any non-zero pixel is salt (masks are 0/255 8-bit or 0/65535 16-bit)."""
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise PipelineError(f"cannot read mask {path}: missing or not a valid PNG; re-download it")
-    _check_size(path, mask)
-    return (mask.reshape(SIZE, SIZE, -1) > 0).any(axis=2)
-
-
-def _check_size(path: Path, array: np.ndarray) -> None:
-    if array.shape[:2] != (SIZE, SIZE):
-        raise PipelineError(f"{path} is {array.shape[1]}x{array.shape[0]} pixels, expected {SIZE}x{SIZE}; "
-                            "replace it with the original competition file")
+    """One mask as bool (101, 101): any non-zero sample is salt (masks are 0/255 8-bit or 0/65535 16-bit)."""
+    return (decode_png(path, "mask") > 0).any(axis=2)
 
 
 def _folder_ids(folder: Path) -> set[str]:
@@ -155,9 +182,14 @@ def _depths(layout: InputLayout, ids) -> np.ndarray:
     if missing:
         raise PipelineError(f"{len(missing)} id(s) have no depth in {layout.depths_csv} (first: {missing[0]})")
     try:
-        return np.array([float(z[i]) for i in ids], dtype=np.float32)
+        depths = np.array([float(z[i]) for i in ids], dtype=np.float64)
     except ValueError as err:
         raise PipelineError(f"{layout.depths_csv} has a non-numeric depth ({err})") from None
+    bad = np.flatnonzero(~np.isfinite(depths) | (np.abs(depths) > np.finfo(np.float32).max))
+    if len(bad):
+        raise PipelineError(f"{layout.depths_csv} gives id {ids[bad[0]]} the depth {z[ids[bad[0]]]!r}; depths must "
+                            f"be finite numbers ({len(bad)} are not): re-download it")
+    return depths.astype(np.float32)
 
 
 def _check_input_root(layout: InputLayout) -> None:

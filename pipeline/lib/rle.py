@@ -52,13 +52,15 @@ def decode(rle: str, shape: tuple[int, int] = SHAPE) -> np.ndarray:
         return flat.reshape(width, height).T
     try:
         numbers = np.array(text.split(), dtype=np.int64)
-    except ValueError:
-        raise ValueError(f"RLE has a token that is not an integer: {text[:40]!r}") from None
+    except (ValueError, OverflowError):  # a float, a word, or an integer past 64 bits
+        raise ValueError(f"RLE has a token that is not an integer of 64 bits: {text[:40]!r}") from None
     if len(numbers) % 2:
         raise ValueError("RLE has an odd number of values; it must be `start length` pairs")
     starts, lengths = numbers[0::2] - 1, numbers[1::2]
     if (starts < 0).any() or (lengths < 1).any():
         raise ValueError("RLE starts must be >= 1 and lengths >= 1")
+    if (starts >= total).any() or (lengths > total).any():  # checked before any sum can overflow
+        raise ValueError(f"RLE runs start or run past pixel {total}")
     ends = starts + lengths
     if ends[-1] > total or (starts[1:] < ends[:-1]).any():
         raise ValueError(f"RLE runs overlap, are out of order or run past pixel {total}")
