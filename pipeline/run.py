@@ -245,9 +245,9 @@ def pipeline(args: argparse.Namespace) -> None:
     config = choose_config(args, demo, gpus := gpu_count())
     lock(work)
     io = ["--input", str(data), "--workdir", str(work)]
-    status = call(module("status", "--config", config, "--check-encoder", *io, *args.overrides), capture=True)  # what is up to date
-    print(status, end="", flush=True)
-    name = status.split()[1]  # "experiment <name> ..."
+    name = call(module("status", "--config", config, "--name", *args.overrides), capture=True).strip()
+    print(call(module("status", "--config", config, "--check-encoder", *io, *args.overrides), capture=True),
+          end="", flush=True)  # what is up to date
     stages(args, config, io, gpus)
     exp = paths.WorkLayout(work).experiment(name)
     if kernel and not args.keep_last:

@@ -5,7 +5,7 @@ import yaml
 from pipeline.lib import names
 from pipeline.lib.config import Config, check_encoder, load_config, parse_override, save_config
 from pipeline.lib.errors import PipelineError
-from pipeline.lib.paths import CONFIG_DIR
+from pipeline.lib.paths import CONFIG_DIR, WorkLayout
 
 DEMO = CONFIG_DIR / "demo.yaml"
 
@@ -210,3 +210,25 @@ def test_a_registry_that_differs_from_its_names_is_refused():
 def test_gpu_augmentations_are_registered_augmentations():
     from pipeline.lib.augment import AUGMENTATIONS
     assert set(names.GPU_AUGMENTATIONS) <= set(AUGMENTATIONS)
+
+
+@pytest.mark.parametrize("stem", ["my exp", "..", ".hidden", "\u00e9t\u00e9"])
+def test_a_config_file_whose_name_is_no_experiment_name_is_refused(tmp_path, stem):
+    """`...yaml` once made the experiment folder the work folder's root; `my exp.yaml` broke run.py."""
+    path = tmp_path / f"{stem}.yaml"
+    path.write_text((CONFIG_DIR / "demo.yaml").read_text())
+    with pytest.raises(PipelineError, match=r"is not a name: use letters, digits"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("value", ["../elsewhere", "/etc", ".hidden"])
+def test_pseudo_labels_name_an_experiment_not_a_path(value):
+    with pytest.raises(PipelineError, match="data.pseudo_labels .* must be an experiment's name"):
+        load_config(CONFIG_DIR / "demo.yaml", [f"data.pseudo_labels={value}"])
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "x y"])
+def test_no_experiment_folder_outside_experiments(tmp_path, name):
+    with pytest.raises(PipelineError, match="is not a name"):
+        WorkLayout(tmp_path).experiment(name)
+    assert WorkLayout(tmp_path).experiment("cpu-1a2b3c+demo.v2").root.parent == tmp_path / "experiments"

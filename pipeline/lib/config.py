@@ -20,7 +20,7 @@ from .identity import digest, training_sections
 from .names import (AMP, ARCHS, ATTENTION, CHANNELS, CPU_PRECISIONS, ENCODER_BN, GPU_AUGMENTATIONS, INPUT_MODES, LOSSES,
                     MIN_SCSE_CHANNELS, NEIGHBOUR_RULES, OPTIMIZERS, TAKES_ATTENTION, TAKES_DECODER_CHANNELS,
                     TAKES_HYPERCOLUMN, TTA)
-from .paths import N_FOLDS, SPLITS, config_file
+from .paths import EXPERIMENT_NAME, N_FOLDS, NAME_RULE, SPLITS, checked_name, config_file
 from .schema import Name, Section
 from .store import write_text
 
@@ -36,6 +36,13 @@ class DataConfig(Section):
     n_folds: int = Field(N_FOLDS, ge=2)  # the k of the k-fold split (folds/folds.csv for 5, else folds-K.csv)
     # coverage: stratified by mask coverage | mosaic: the same, each mosaic wholly in one fold (folds-mosaic.csv)
     split: Name(SPLITS) = "coverage"
+
+    @field_validator("pseudo_labels")
+    @classmethod
+    def an_experiment(cls, name):
+        if name is not None and not EXPERIMENT_NAME.match(name):
+            raise ValueError(f"must be an experiment's name ({NAME_RULE}), not a path")
+        return name
 
     @field_validator("channels")
     @classmethod
@@ -334,6 +341,7 @@ def load_config(path: str | Path, overrides: list[str] = (), encoder: bool = Tru
     `<stem>-<digest of those sections>`, so that its folds never mix with the file's own. `encoder`: check
     the encoder's name against the installed smp and timm too (stages that build no model skip it)."""
     path = config_file(path)
+    checked_name(path.stem, f" (the file name of {path})")
     file_raw = layered(path)
     raw = file_raw
     for text in overrides:

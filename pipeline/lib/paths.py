@@ -10,7 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import re
+
 from .compat import LEGACY_FOLDS_NAME
+from .errors import PipelineError
 from .kaggle_kernel import INPUT, WORKING
 
 PACKAGE = Path(__file__).resolve().parents[1]  # pipeline/, in a checkout or an installed copy
@@ -52,6 +55,18 @@ def config_file(name: str | os.PathLike) -> Path:
         if candidate.is_file():
             return candidate
     return path
+
+
+# An experiment's name is a folder and file name of its own: letters, digits, '-', '_' and '.', not starting
+# with a dot (so never '', '.', '..', a path or a hidden file); '+' joins the members of an ensemble.
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
+NAME_RULE = "letters, digits, '-', '_' and '.', not starting with a dot"
+
+
+def checked_name(name: str, source: str = "") -> str:
+    if not EXPERIMENT_NAME.match(name or ""):
+        raise PipelineError(f"experiment name {name!r}{source} is not a name: use {NAME_RULE}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -201,10 +216,10 @@ class WorkLayout:
         return self.root / "experiments" / "report.html"
 
     def experiment(self, name: str) -> "ExperimentLayout":
-        return ExperimentLayout(self.root / "experiments" / name)
+        return ExperimentLayout(self.root / "experiments" / checked_name(name))
 
     def submission_csv(self, name: str) -> Path:
-        return self.root / "submissions" / f"{name}.csv"
+        return self.root / "submissions" / f"{checked_name(name)}.csv"
 
 
 @dataclass(frozen=True)
