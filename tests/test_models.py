@@ -1,5 +1,8 @@
 """Every registered architecture (with and without the image head) builds and runs; start weights from a
 file; checkpoints rebuild the model alone, offline."""
+from pathlib import Path
+
+import numpy as np
 import pytest
 import segmentation_models_pytorch as smp
 import torch
@@ -143,6 +146,40 @@ def test_a_resume_checkpoint_from_an_earlier_version_fills_what_it_lacks(tmp_pat
     _, state = CheckpointSaver(exp, 0, config).load_last("cpu", steps_per_epoch=10)
     assert (state.step, state.ema, state.best_score) == (40, None, 0.7)
     assert state.start_weights.startswith("unknown")
+
+
+class Trap:
+    """An object whose unpickling would create a file: what a hostile checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_its_code_never_runs(tmp_path):
+    config = load_config(CONFIG_DIR / "demo.yaml", SMALL)
+    path, marker = tmp_path / "best.pt", tmp_path / "ran"
+    torch.save({"model": build_model(config.model, 1).state_dict(), "config": config.resolved(),
+                "extra": Trap(marker)}, path)
+    with pytest.raises(PipelineError, match=rf"checkpoint {path} holds objects that only an unsafe loader reads"):
+        model_from_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_random_states_of_earlier_versions_still_load_and_resume(tmp_path):
+    """last.pt kept numpy's random state as a tuple with an array, and numpy floats: read by the safe loader."""
+    from pipeline.lib.runtime import rng_state, set_rng_state
+    generator = torch.Generator()
+    old = {**rng_state(generator), "numpy": np.random.get_state()}
+    path = tmp_path / "last.pt"
+    torch.save({"model": {}, "config": {}, "rng": old, "best_score": np.float64(0.7)}, path)
+    loaded = load_checkpoint(path)
+    expected = np.random.random()
+    set_rng_state(loaded["rng"], generator)
+    assert np.random.random() == expected and loaded["best_score"] == 0.7
+    set_rng_state(rng_state(generator), generator)  # this version's own form
 
 
 def test_the_cpu_recipe_builds_on_smps_current_encoder_names_without_a_warning(recwarn):

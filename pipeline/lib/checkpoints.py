@@ -9,11 +9,13 @@ prediction works offline whatever `model.encoder_weights` says.
 """
 from __future__ import annotations
 
+import contextlib
 import pickle
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .compat import training_state_defaults
@@ -33,13 +35,32 @@ def save_checkpoint(path: Path, **state) -> None:
         torch.save(state, tmp)
 
 
+def numpy_globals() -> list:
+    """What numpy arrays and scalars in checkpoints of earlier versions unpickle through (the random state,
+    scores): plain numeric data, no code. Everything else a checkpoint holds is what torch's safe loader reads."""
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype,
+            *{type(np.dtype(kind)) for kind in (np.uint32, np.int64, np.float32, np.float64, np.bool_)}]
+
+
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """A checkpoint's contents; a missing, truncated or foreign file is a one-line error naming it."""
+    """A checkpoint's contents, through torch's safe loader only (`weights_only`: a file that would run code
+    when unpickled is refused, and its code never runs); a missing, truncated or foreign file is a one-line
+    error naming it."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"checkpoint {path} is missing; train the fold first (python -m pipeline.train)")
+    allowed = getattr(torch.serialization, "safe_globals", None)
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        with allowed(numpy_globals()) if allowed else contextlib.nullcontext():
+            state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # else garbage, not a foreign object
+            raise PipelineError(f"checkpoint {path} is damaged or not a checkpoint (UnpicklingError); delete it "
+                                "and retrain that fold (python -m pipeline.train ... --force)") from None
+        raise PipelineError(f"checkpoint {path} holds objects that only an unsafe loader reads (they could run "
+                            "code), so it was not loaded; use checkpoints this pipeline wrote, or retrain that "
+                            "fold with --force") from None
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
             AttributeError, ImportError, IndexError, KeyError) as err:
         raise PipelineError(f"checkpoint {path} is damaged or not a checkpoint ({type(err).__name__}); delete it "
@@ -113,10 +134,10 @@ class CheckpointSaver:
         """Whether `metric` (this epoch's validation score) is the best so far; if so, best.pt holds `model`."""
         if metric <= self.best_score:
             return False
-        self.best_score = metric
+        self.best_score = float(metric)  # a numpy float would need more than the safe loader
         if self.writes:
-            save_checkpoint(self.exp.best_checkpoint(self.fold), model=model.state_dict(), epoch=epoch, score=metric,
-                            config=self.config)
+            save_checkpoint(self.exp.best_checkpoint(self.fold), model=model.state_dict(), epoch=epoch,
+                            score=self.best_score, config=self.config)
         return True
 
     def save_snapshot(self, model: torch.nn.Module, cycle: int, step: int) -> None:

@@ -99,7 +99,11 @@ def make_optimizer(train, model: torch.nn.Module) -> torch.optim.Optimizer:
 
 
 def rng_state(loader_gen: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """Every random state, in types torch's safe loader (weights_only) reads: tensors, numbers, strings."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate(),
              "loader": loader_gen.get_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -108,7 +112,11 @@ def rng_state(loader_gen: torch.Generator) -> dict:
 
 def set_rng_state(state: dict, loader_gen: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    saved = state["numpy"]
+    if isinstance(saved, dict):  # a tuple in checkpoints of earlier versions
+        saved = (saved["name"], saved["keys"].numpy().astype(np.uint32), saved["pos"], saved["has_gauss"],
+                 saved["cached_gaussian"])
+    np.random.set_state(saved)
     random.setstate(state["python"])
     loader_gen.set_state(state["loader"])
     restore_cuda_rng(state.get("cuda", []))
