@@ -27,7 +27,8 @@ LEVELS = 255
 
 @contextlib.contextmanager
 def atomic_path(path: Path):
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds, durably: the
+    file is fsynced before the rename and its folder after it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -35,10 +36,21 @@ def atomic_path(path: Path):
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs follow the umask like any file
+        fsync(tmp)  # the bytes on disk before the name points at them: after a power cut, old file or new
         os.replace(tmp, path)
+        fsync(path.parent)  # the rename itself on disk
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def fsync(path) -> None:
+    """Flush a file's (or a folder's entries') writes to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def current_umask() -> int:
