@@ -1,5 +1,7 @@
 """Competition data as Kaggle gives it: train.zip / test.zip, nested or not, extracted once, all or nothing."""
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -10,7 +12,7 @@ from pipeline.lib.archives import unpacked
 from pipeline.lib.data import load_test, load_train
 from pipeline.lib.demo_data import make_demo
 from pipeline.lib.errors import PipelineError
-from pipeline.lib.paths import InputLayout, WorkLayout
+from pipeline.lib.paths import REPO, InputLayout, WorkLayout, manifest_of
 
 
 def zip_folder(folder, archive, prefix=""):
@@ -50,7 +52,15 @@ def test_a_zip_is_extracted_once_and_again_when_it_changes(tmp_path, capsys):
     assert capsys.readouterr().out.count("extracting") == 2
     assert unpacked(InputLayout(data), work.unpacked_dir) == first and "extracting" not in capsys.readouterr().out
     with zipfile.ZipFile(data / "test.zip", "a") as out:
-        out.writestr("images/extra.png", b"not a png")
+        out.writestr("images/extra.png", b"not a png")  # an id no CSV lists: never unpacked
+    assert unpacked(InputLayout(data), work.unpacked_dir) == first and not (first.test_images / "extra.png").exists()
+    listed = next(first.test_images.glob("*.png"))
+    with zipfile.ZipFile(data / "test.zip") as old:
+        kept = {info.filename: old.read(info) for info in old.infolist()}
+    kept[f"images/{listed.name}"] += b"\0"  # a listed image changed
+    with zipfile.ZipFile(data / "test.zip", "w") as out:
+        for name, body in kept.items():
+            out.writestr(name, body)
     again = unpacked(InputLayout(data), work.unpacked_dir)
     assert again.test_dir != first.test_dir and again.train_dir == first.train_dir
     assert sorted(p.name for p in work.unpacked_dir.iterdir()) == sorted([again.train_dir.name, again.test_dir.name])
@@ -154,3 +164,67 @@ def test_a_download_zip_without_the_competition_files_is_one_line(tmp_path):
         out.writestr("readme.txt", "hello")
     with pytest.raises(PipelineError, match="holds no train.csv and train.zip; it is not the competition's download"):
         unpacked(InputLayout(inbox), WorkLayout(tmp_path / "work").unpacked_dir)
+
+
+def patch_headers(archive, local: int, central: int, value: int):
+    """Set a two-byte field of every member's local header and central directory entry (offsets in each)."""
+    raw = bytearray(archive.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+        start = raw.find(signature)
+        while start >= 0:
+            raw[start + offset:start + offset + 2] = value.to_bytes(2, "little")
+            start = raw.find(signature, start + 4)
+    archive.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda a: zipfile.ZipFile(a, "a").writestr("images/huge.png", b"\0" * (2 * 2 ** 20)), "is 2 MB, larger than any"),
+    (lambda a: patch_headers(a, 6, 8, 1), "is encrypted"),  # the general purpose flag's bit 0
+    (lambda a: patch_headers(a, 8, 10, 9), "compressed with method 9, which Python's zipfile cannot read"),
+])
+def test_a_zip_member_beyond_the_limits_is_one_line_naming_it(tmp_path, damage, words):
+    data = zipped_input(tmp_path)
+    damage(data / "test.zip")
+    work = WorkLayout(tmp_path / "work")
+    with pytest.raises(PipelineError, match=rf"test.zip member .*{words}"):
+        unpacked(InputLayout(data), work.unpacked_dir)
+    assert not work.unpacked_dir.exists() or not any(work.unpacked_dir.glob("test-*"))
+
+
+def test_a_zip_unpacking_past_the_total_cap_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.lib.archives.TOTAL", 1000)
+    data = zipped_input(tmp_path)
+    with pytest.raises(PipelineError, match="train.zip would unpack to more than"):
+        unpacked(InputLayout(data), WorkLayout(tmp_path / "work").unpacked_dir)
+
+
+def test_a_cache_folder_without_its_manifest_is_not_used(tmp_path):
+    """A half-filled folder (another process's, or an older version's) is never read as the data."""
+    data = zipped_input(tmp_path)
+    work = WorkLayout(tmp_path / "work")
+    whole = unpacked(InputLayout(data), work.unpacked_dir)
+    count = len(list(whole.test_images.iterdir()))
+    next(whole.test_images.iterdir()).unlink()
+    manifest_of(whole.test_dir).unlink()
+    again = unpacked(InputLayout(data), work.unpacked_dir)
+    assert again == whole and len(list(again.test_images.iterdir())) == count
+    assert sorted(p.name for p in work.unpacked_dir.iterdir()) == sorted([whole.train_dir.name, whole.test_dir.name])
+
+
+def test_two_runs_unpacking_together_leave_every_member(tmp_path):
+    """`status` reads without the work folder's lock and unpacks: two at once once left 18 of 20 members."""
+    data = tmp_path / "input"
+    make_demo(data, n_train=300, n_test=900, seed=4)
+    for part in ("train", "test"):
+        zip_folder(data / part, data / f"{part}.zip")
+        shutil.rmtree(data / part)
+    where = ["--input", str(data), "--workdir", str(tmp_path / "work")]
+    status = [sys.executable, "-m", "pipeline.status", "--config", "demo.yaml", *where]
+    runs = [subprocess.Popen(status, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    assert all(run.wait(timeout=300) == 0 for run in runs), [run.stderr.read() for run in runs]
+    made = subprocess.run([sys.executable, "-m", "pipeline.folds", *where], cwd=REPO, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    layout = unpacked(InputLayout(data), WorkLayout(tmp_path / "work").unpacked_dir)
+    assert len(list(layout.train_images.glob("*.png"))) == 300 and len(list(layout.test_images.glob("*.png"))) == 900
+    assert not list(layout.test_dir.parent.glob("*.partial-*"))

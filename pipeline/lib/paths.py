@@ -63,6 +63,11 @@ EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
 NAME_RULE = "letters, digits, '-', '_' and '.', not starting with a dot"
 
 
+def manifest_of(folder: Path) -> Path:
+    """What an extracted zip's folder holds (lib/archives.py), written last: a folder without it is not whole."""
+    return folder / ".members"
+
+
 def checked_name(name: str, source: str = "") -> str:
     if not EXPERIMENT_NAME.match(name or ""):
         raise PipelineError(f"experiment name {name!r}{source} is not a name: use {NAME_RULE}")
