@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from .lib import paths
+from .lib import children, paths
 from .lib.errors import PipelineError
 from .lib.lock import lock_workdir, release_all
 
@@ -74,19 +74,24 @@ def _stage_words(head: list[str]) -> list[str]:
 
 def call(command: list[str], capture: bool = False) -> str:
     """Run one command; its output goes to ours (through Python's streams when they are not the process's
-    own, as in a notebook). Non-zero exit: StageFailed."""
+    own, as in a notebook). Non-zero exit: StageFailed. The child ends with this process (lib/children.py):
+    when it is killed, and when it is interrupted (then the child is stopped before the interrupt goes on)."""
     forward = capture or not _real_stdout()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE if forward else None,
-                            stderr=subprocess.STDOUT if forward and not capture else None, text=True)
+    proc = children.start(command, stdout=subprocess.PIPE if forward else None,
+                          stderr=subprocess.STDOUT if forward and not capture else None, text=True)
     out = []
-    if forward:
-        for line in proc.stdout:
+    try:
+        for line in proc.stdout if forward else []:
             out.append(line)
             if not capture:
                 sys.stdout.write(line)
                 sys.stdout.flush()
-    if proc.wait():
-        raise StageFailed(proc.returncode)
+        code = proc.wait()
+    except BaseException:
+        children.stop(proc)
+        raise
+    if code:
+        raise StageFailed(code)
     return "".join(out)
 
 

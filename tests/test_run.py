@@ -1,6 +1,10 @@
 """The whole-pipeline entry point (pipeline.run, what run.sh calls), kernel mode, the installed command."""
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +75,54 @@ def test_the_package_data_covers_every_config():
     patterns = read_toml(paths.REPO / "pyproject.toml")["tool"]["setuptools"]["package-data"]["pipeline"]
     shipped = {p.relative_to(paths.PACKAGE) for pattern in patterns for p in paths.PACKAGE.glob(pattern)}
     assert shipped == set(p.relative_to(paths.PACKAGE) for p in paths.CONFIG_DIR.rglob("*.yaml"))
+
+
+def processes_naming(text: str) -> list[int]:
+    """Pids of the live processes whose command line holds `text` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                if (entry / "stat").read_text().split(")")[-1].split()[0] != "Z":  # not a zombie
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_for(predicate, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc (Linux)")
+def test_a_killed_run_takes_its_stages_with_it_and_frees_the_work_folder(tmp_path):
+    """`kill -9` of pipeline.run while a fold trains: within a second no stage of it is alive, and the next
+    run on the work folder goes ahead (the stage once trained on, unlocked, beside the second run)."""
+    work = tmp_path / "work"
+    first = subprocess.Popen([sys.executable, "-m", "pipeline.run", "--demo", "--workdir", str(work)], cwd=paths.REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert wait_for(lambda: any(pid != first.pid for pid in processes_naming("pipeline.train")
+                                    if str(work) in Path(f"/proc/{pid}/cmdline").read_text()), 240)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        assert wait_for(lambda: not processes_naming(str(work)), 1.0), processes_naming(str(work))
+    finally:
+        os.killpg(first.pid, signal.SIGKILL) if processes_naming(str(work)) else None
+    second = subprocess.run([sys.executable, "-m", "pipeline.folds", "--input", str(work / "demo-input"),
+                             "--workdir", str(work)], cwd=paths.REPO, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+
+
+def test_a_stage_whose_run_has_ended_does_not_go_on_unlocked(tmp_path, demo_input):
+    """A stage started under a run's lock (the environment says so) checks that the lock is still held."""
+    env = {**os.environ, "TGS_LOCKED_WORKDIR": str(tmp_path.resolve())}
+    orphan = subprocess.run([sys.executable, "-m", "pipeline.folds", "--input", str(demo_input), "--workdir",
+                             str(tmp_path)], cwd=paths.REPO, capture_output=True, text=True, env=env)
+    assert orphan.returncode == 2
+    assert orphan.stderr.strip() == f"error: the run that started this stage on {tmp_path} has ended; start the run again"
