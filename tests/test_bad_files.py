@@ -1,9 +1,14 @@
-"""A damaged artifact that a stage reads is one line naming the file and the fix, never a traceback."""
+"""A damaged artifact that a stage reads is one line naming the file and the fix, never a traceback; so is a
+full disk at any write, which leaves what was there before."""
+import errno
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.lib.errors import PipelineError
+from pipeline.lib.errors import PipelineError, run_stage
 from pipeline.lib.folds import read_folds
 from pipeline.lib.paths import WorkLayout
 from pipeline.lib.postprocess import stored_decision
@@ -75,3 +80,49 @@ def test_a_missing_split_names_its_file_and_number_of_folds(tmp_path):
     work = WorkLayout(tmp_path, n_folds=3)
     with pytest.raises(PipelineError, match=rf"{work.folds_csv} is missing; run `python -m pipeline.folds --n-folds 3`"):
         read_folds(work, ["a", "b", "c"])
+
+
+def files(root):
+    return {path.relative_to(root): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def stage_on_full_disk(stage: str, demo_input, work, failing: int | None, monkeypatch) -> list[str]:
+    """Run `stage` with its `failing`-th atomic write (0-based) hitting a full disk; the writes it made."""
+    from pipeline import folds, submit
+    from pipeline.lib import store
+    real, made = store.fsync, []
+
+    def fsync(path):
+        if Path(path).name.startswith("."):  # a temporary file about to be renamed into place
+            if len(made) == failing:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            made.append(Path(path).name)
+        real(path)
+
+    monkeypatch.setattr(store, "fsync", fsync)
+    where = ["--input", str(demo_input), "--workdir", str(work)]
+    main, argv = {"folds": (folds.main, where), "submit": (submit.main, [*where, "--experiments", "exp"])}[stage]
+    run_stage(main, argv)
+    return made
+
+
+@pytest.mark.parametrize("stage, writes", [("folds", 3), ("submit", 4)])
+def test_a_full_disk_at_each_write_of_a_stage_is_one_line_and_keeps_what_was_there(
+        demo_input, tmp_path, monkeypatch, capsys, stage, writes):
+    from tests.test_submit import fake_test_probs
+    prepared = tmp_path / "prepared"
+    fake_test_probs(demo_input, prepared)
+    shutil.copytree(prepared, tmp_path / "count")
+    with monkeypatch.context() as patched:
+        assert len(stage_on_full_disk(stage, demo_input, tmp_path / "count", None, patched)) == writes
+    for failing in range(writes):
+        work = tmp_path / f"fail-{failing}"
+        shutil.copytree(prepared, work)
+        before = files(work)
+        with monkeypatch.context() as patched, pytest.raises(SystemExit) as exit_info:
+            stage_on_full_disk(stage, demo_input, work, failing, patched)
+        said = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 2 and len(said) == 1 and said[0].startswith("error: no space left on the disk for ")
+        after = files(work)
+        assert all(after.get(path) == body for path, body in before.items())  # what was there is untouched
+        assert not [path for path in after if path.name.endswith(".tmp")]  # nothing half-written stays

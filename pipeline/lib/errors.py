@@ -1,5 +1,6 @@
 """The one error type for expected failures, and the wrapper that turns it into a one-line exit."""
 import errno
+import os
 import sys
 
 
@@ -20,14 +21,29 @@ def run_stage(main, argv=None) -> None:
     except PipelineError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except OSError as err:
-        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise
-        print(f"error: cannot write {err.filename or 'the work folder'} ({err.strerror}); pass --workdir DIR "
-              "(or set TGS_WORKDIR) to a writable folder", file=sys.stderr)
+    except OSError as err:  # one the stage did not turn into words itself
+        print(f"error: {os_error(err)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     finally:
         release_all()
+
+
+def os_error(err: OSError) -> str:
+    """An operating system's error in one line naming the file and what to do; reading and writing told apart
+    by whether the file is there and readable (the error itself does not say)."""
+    name = err.filename or "a file of the work folder"
+    words = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        return (f"no space left on the disk for {name}; free some space or pass --workdir DIR on another disk, "
+                "then run again")
+    if err.errno == errno.ENOENT:
+        return f"{name} is gone ({words}): it vanished while the stage ran, or was never there; run again"
+    if err.errno in (errno.EACCES, errno.EPERM) and err.filename and os.path.isfile(err.filename) \
+            and not os.access(err.filename, os.R_OK):
+        return f"cannot read {name} ({words}); make it readable for this user, then run again"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {name} ({words}); pass --workdir DIR (or set TGS_WORKDIR) to a writable folder"
+    return f"{words} on {name}; check the disk and the file, then run again"

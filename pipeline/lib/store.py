@@ -11,8 +11,10 @@ Probability maps (out-of-fold and test) share one format, `*.npz` with:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -39,9 +41,30 @@ def atomic_path(path: Path):
         fsync(tmp)  # the bytes on disk before the name points at them: after a power cut, old file or new
         os.replace(tmp, path)
         fsync(path.parent)  # the rename itself on disk
+    except (OSError, RuntimeError) as err:
+        errno_ = err.errno if isinstance(err, OSError) else errno.ENOSPC if disk_full(path.parent) else None
+        if errno_ is None:  # a RuntimeError of the writer with space left: not the disk's doing
+            raise
+        raise PipelineError(write_failure(path, errno_, getattr(err, "strerror", None))) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def disk_full(folder: Path) -> bool:
+    """torch.save reports a full disk as a RuntimeError ("unexpected pos"): the free space tells."""
+    return shutil.disk_usage(folder).free < 2 ** 20
+
+
+def write_failure(path: Path, code: int, words: str | None) -> str:
+    """Why `path` could not be written, and what to do, in one line (what was finished before is kept)."""
+    if code == errno.ENOSPC:
+        return (f"no space left on the disk for {path}; free some space, or pass --workdir DIR on another disk, "
+                "then run again (everything finished before is kept)")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"cannot write {path} ({words or os.strerror(code)}); pass --workdir DIR (or set TGS_WORKDIR) "
+                "to a writable folder")
+    return f"cannot write {path} ({words or os.strerror(code)}); check the disk, then run again"
 
 
 def fsync(path) -> None:
