@@ -1,4 +1,5 @@
 """Competition data as Kaggle gives it: train.zip / test.zip, nested or not, extracted once, all or nothing."""
+import os
 import shutil
 import subprocess
 import sys
@@ -228,3 +229,14 @@ def test_two_runs_unpacking_together_leave_every_member(tmp_path):
     layout = unpacked(InputLayout(data), WorkLayout(tmp_path / "work").unpacked_dir)
     assert len(list(layout.train_images.glob("*.png"))) == 300 and len(list(layout.test_images.glob("*.png"))) == 900
     assert not list(layout.test_dir.parent.glob("*.partial-*"))
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["beside its zip", "unpacked only"])
+def test_a_file_name_that_is_not_utf8_is_one_line(tmp_path, zipped):
+    data = zipped_input(tmp_path, keep_folders=True)
+    if not zipped:
+        (data / "train.zip").unlink()
+    os.close(os.open(os.path.join(bytes(data / "train" / "images"), b"\xff\xfe.png"), os.O_CREAT | os.O_WRONLY))
+    work = WorkLayout(tmp_path / "work")
+    with pytest.raises(PipelineError, match=r"train/images holds a file whose name is not UTF-8 \(b'\\xff\\xfe.png'\)"):
+        load_train(unpacked(InputLayout(data), work.unpacked_dir), work)

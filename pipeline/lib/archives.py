@@ -216,11 +216,23 @@ def alive(pid: int) -> bool:
         return True
 
 
+def png_names(folder: Path) -> list[str]:
+    """The PNG files' names in `folder`; a name that is not UTF-8 (no competition file's) is one line."""
+    names = [name for name in os.listdir(folder) if name.endswith(".png")]
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PipelineError(f"{folder} holds a file whose name is not UTF-8 "
+                                f"({name.encode('utf-8', 'surrogateescape')!r}); remove or rename it") from None
+    return names
+
+
 def check_agree(archive: Path, members: dict[str, zipfile.ZipInfo], folder: Path, marker: Path) -> None:
     """The unpacked `folder` holds exactly the zip's files, byte for byte (CRC); checked once per content
     of both, remembered by `marker`."""
     on_disk = sorted(f"{sub}/{name}" for sub in ("images", "masks") if (folder / sub).is_dir()
-                     for name in os.listdir(folder / sub) if name.endswith(".png"))
+                     for name in png_names(folder / sub))
     stamp = hashlib.sha1("".join(f"{key}|{(folder / key).stat().st_size}|{(folder / key).stat().st_mtime_ns}\n"
                                  for key in on_disk).encode()).hexdigest()[:16]
     marker = marker.with_name(f"{marker.name}-{stamp}")

@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import rle
+from .archives import png_names
 from .errors import PipelineError
 from .geometry import SIZE
 from .identity import digest
@@ -127,7 +128,8 @@ def _folder_ids(folder: Path) -> set[str]:
     if not folder.is_dir():
         raise PipelineError(f"folder {folder} is missing; the input folder must hold Kaggle's layout "
                             "(train/images, train/masks, test/images, or train.zip and test.zip)")
-    return {name[:-4] for name in os.listdir(folder) if name.endswith(".png")}
+    return {name[:-4] for name in png_names(folder)}
+
 
 
 def _check_ids(ids: list[str], folder: Path, listed_in: Path) -> None:
