@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from .lib import children, paths
+from .lib.ensembles import is_ensemble
 from .lib.errors import PipelineError
 from .lib.lock import lock_workdir, release_all
 
@@ -185,18 +186,35 @@ def train_command(gpus: int) -> list[str]:
     return module("train")
 
 
-def stages(args, config: str, io: list[str], gpus: int) -> None:
+def stages(args, config: str, io: list[str], gpus: int, overrides: list[str], last: str = "submit") -> None:
+    """The stages of one experiment (`config` with `overrides`), from the mosaic to `last`."""
     forced = ["--force"] if args.force else []
     if wanted(args, "mosaic"):  # seconds; the mosaic split and the neighbour rules read it
         stage("mosaic", module("mosaic", *io, *forced))
     if wanted(args, "folds"):  # written once per number of folds: --force never rewrites it
-        stage("folds", module("folds", "--config", config, *io, *args.overrides))
+        stage("folds", module("folds", "--config", config, *io, *overrides))
     if wanted(args, "train"):
         stage("train", [*train_command(gpus), "--config", config, "--fold", "all", "--resume", *io, *forced,
-                        *args.overrides])
-    for name in ("predict", "tune", "submit"):  # each redoes its work only when what it was made from changed
+                        *overrides])
+    for name in STAGES[STAGES.index("predict"):STAGES.index(last) + 1]:  # each redoes only what is stale
         if wanted(args, name):
-            stage(name, module(name, "--config", config, *io, *forced, *args.overrides))
+            stage(name, module(name, "--config", config, *io, *forced, *overrides))
+
+
+def ensemble_stages(args, config: str, io: list[str], gpus: int) -> None:
+    """An ensemble config (lib/ensembles.py): each member through predict, as its own run would take it,
+    then the members averaged, tuned and submitted as the ensemble."""
+    from .lib.ensembles import load_ensemble
+    if args.overrides:
+        raise PipelineError(f"{config} is an ensemble: overrides go into its members (ensemble.members[N]."
+                            "overrides), not on the command line")
+    for member in load_ensemble(config).members:
+        print(f"\n=== member: {member.config} {' '.join(member.overrides)} ===", flush=True)
+        print(call(module("status", "--config", member.config, "--check-encoder", *io, *member.overrides),
+                   capture=True), end="", flush=True)
+        stages(args, member.config, io, gpus, list(member.overrides), last="predict")
+    if wanted(args, "tune") or wanted(args, "submit"):
+        stage("ensemble", module("submit", "--config", config, *io, *(["--force"] if args.force else [])))
 
 
 def stage(name: str, command: list[str]) -> None:
@@ -251,9 +269,12 @@ def pipeline(args: argparse.Namespace) -> None:
     lock(work)
     io = ["--input", str(data), "--workdir", str(work)]
     name = call(module("status", "--config", config, "--name", *args.overrides), capture=True).strip()
-    print(call(module("status", "--config", config, "--check-encoder", *io, *args.overrides), capture=True),
-          end="", flush=True)  # what is up to date
-    stages(args, config, io, gpus)
+    if is_ensemble(config):
+        ensemble_stages(args, config, io, gpus)
+    else:
+        print(call(module("status", "--config", config, "--check-encoder", *io, *args.overrides), capture=True),
+              end="", flush=True)  # what is up to date
+        stages(args, config, io, gpus, args.overrides)
     exp = paths.WorkLayout(work).experiment(name)
     if kernel and not args.keep_last:
         prune_resume_checkpoints(exp)

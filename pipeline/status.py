@@ -4,15 +4,19 @@ changed) or missing, without running anything.
     python -m pipeline.status --config pipeline/configs/default.yaml [key=value ...]
     python -m pipeline.status --config ... --name        # only the experiment's name (run.sh uses it)
     python -m pipeline.status --gpus                     # how many GPUs torch can run on (one line if not)
+
+For an ensemble config (lib/ensembles.py): each member as above, then the ensemble's own stages.
 """
 from __future__ import annotations
 
 from .lib import cli
 from .lib.config import check_encoder, load_config
+from .lib.ensembles import is_ensemble, load_ensemble
 from .lib.errors import PipelineError, run_stage
 
 
-def report(config, layout, work) -> None:
+def report(config, layout, work, member: bool = False) -> None:
+    """Each stage's state; an ensemble's `member` through predict (the ensemble tunes and submits)."""
     # the data and records load torch: imported once the config is known good, so that a config error (and
     # `--name`) answers at once
     from .lib.data import load_test, load_train
@@ -33,6 +37,34 @@ def report(config, layout, work) -> None:
     say("folds", ("up to date", []))
     states = experiment_states(config, inputs, test.digest, stored_decision(exp), sample_ids(layout))
     for stage, status in states.items():
+        if not (member and stage in ("tune", "submit")):
+            say(stage, status)
+
+
+def ensemble_status(args, p) -> None:
+    """Each member's stages, then the ensemble's (averaged predictions, tune, submit), by the same records."""
+    from .lib.postprocess import stored_decision
+    from .lib.records import ensemble_states, say
+    from .lib.submission import sample_ids
+    if args.overrides:
+        p.error("an ensemble takes no overrides: they go into its members")
+    ensemble = load_ensemble(args.config)
+    if args.name:
+        print(ensemble.name)
+        return
+    names = ensemble.member_names()
+    print(f"ensemble {ensemble.name} ({args.config}): {ensemble.combine} of {', '.join(names)}")
+    for member in ensemble.members:
+        config = load_config(member.config, list(member.overrides), encoder=False)
+        print(f"member {config.name} ({member.config}" + (f" with {' '.join(member.overrides)}" if member.overrides
+                                                            else "") + ")")
+        layout, work = cli.layouts(args, lock=False, n_folds=config.data.n_folds, split=config.data.split)
+        report(config, layout, work, member=True)
+    exp = work.experiment(ensemble.name)
+    states = ensemble_states(exp, [work.experiment(n) for n in names], config.tune, stored_decision(exp),
+                             sample_ids(layout), work.submission_csv(ensemble.name), work.mosaic_json)
+    print(f"ensemble {ensemble.name}")
+    for stage, status in states.items():
         say(stage, status)
 
 
@@ -52,6 +84,9 @@ def main(argv=None) -> None:
         return
     if not args.config:
         p.error("--config is required")
+    if is_ensemble(args.config):
+        ensemble_status(args, p)
+        return
     config = load_config(args.config, args.overrides, encoder=False)
     if args.check_encoder:
         check_encoder(config)

@@ -2,6 +2,7 @@
 
     python -m pipeline.submit --config pipeline/configs/default.yaml [--threshold T] [--min-area A]
     python -m pipeline.submit --experiments a,b[,...]      # ensemble: average, tune, submit
+    python -m pipeline.submit --config ENSEMBLE.yaml       # the same for an ensemble config (lib/ensembles.py)
     python -m pipeline.submit --config ... --kaggle-message "TEXT"   # and send it to Kaggle (kaggle CLI)
 
 Reads experiments/<name>/test_probs.npz and the tuned decision (experiments/<name>/tune.json, when
@@ -23,6 +24,7 @@ import numpy as np
 from .lib import cli, kaggle_api, plots
 from .lib.config import load_config
 from .lib.data import load_test, load_train
+from .lib.ensembles import is_ensemble, load_ensemble
 from .lib.errors import PipelineError, run_stage
 from .lib.folds import read_folds
 from .lib.paths import InputLayout, WorkLayout
@@ -83,8 +85,9 @@ def average(probs: list[Probs], ids) -> Probs:
     return Probs(np.asarray(ids), to_levels(np.mean([from_levels(p.levels) for p in parts], axis=0)), head)
 
 
-def ensemble(layout: InputLayout, work: WorkLayout, names: list[str]) -> str:
-    """Average the experiments' stored probabilities into a new experiment, then tune it."""
+def ensemble(layout: InputLayout, work: WorkLayout, names: list[str], name: str, force: bool = False) -> str:
+    """Average the experiments' stored probabilities into experiment `name`, then tune it; each step only
+    when what it is made from changed (a member predicted again), or `force`."""
     exps = [work.experiment(n) for n in names]
     for exp in exps:
         if not exp.config_yaml.exists():
@@ -96,18 +99,22 @@ def ensemble(layout: InputLayout, work: WorkLayout, names: list[str]) -> str:
                             f"({', '.join(f'{k} folds by {kind}' for k, kind in splits)}: data.n_folds, data.split); "
                             "only experiments on one split can be averaged")
     work = replace(work, n_folds=splits[0][0], split=splits[0][1])
-    name = "+".join(names)
     target = work.experiment(name)
-    ids = sample_ids(layout)
-    save_probs(target.test_probs, average([load_probs(e.test_probs) for e in exps], ids))
-    train_ids = load_train(layout, work).ids
-    split = read_folds(work, train_ids)
+    stage = Stage("ensemble", target.predict_json, ensemble_identity(exps))
+    if stage.begin(force):
+        average_into(target, exps, layout, work)
+        stage.finish()
+    run_tune(name, configs[0].tune, layout, work, force=force)
+    return name
+
+
+def average_into(target, exps, layout: InputLayout, work: WorkLayout) -> None:
+    """The members' test and out-of-fold probabilities averaged, fold by fold, into `target`."""
+    save_probs(target.test_probs, average([load_probs(e.test_probs) for e in exps], sample_ids(layout)))
+    split = read_folds(work, load_train(layout, work).ids)
     for fold in sorted(split["fold"].unique()):
         fold_ids = split.loc[split["fold"] == fold, "id"].tolist()
         save_probs(target.oof_probs(fold), average([load_probs(e.oof_probs(fold)) for e in exps], fold_ids))
-    Stage("ensemble", target.predict_json, ensemble_identity(exps)).finish()
-    run_tune(name, configs[0].tune, layout, work, force=True)
-    return name
 
 
 def main(argv=None) -> None:
@@ -124,10 +131,13 @@ def main(argv=None) -> None:
     api = kaggle_api.client() if args.kaggle_message is not None else None  # what submitting needs, first
     layout, work = cli.layouts(args)
     names = [n for n in (args.experiments or "").split(",") if n]
-    if args.config:
+    if args.config and is_ensemble(args.config):
+        members = load_ensemble(args.config)
+        name = ensemble(layout, work, members.member_names(), members.name, args.force)
+    elif args.config:
         name = load_config(args.config, args.overrides, encoder=False).name
     else:
-        name = names[0] if len(names) == 1 else ensemble(layout, work, names)
+        name = names[0] if len(names) == 1 else ensemble(layout, work, names, "+".join(names), args.force)
     decision = stored_decision(work.experiment(name))
     if args.threshold is not None or args.min_area is not None:
         decision = Decision(args.threshold if args.threshold is not None else decision.threshold,

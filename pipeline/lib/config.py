@@ -343,6 +343,9 @@ def load_config(path: str | Path, overrides: list[str] = (), encoder: bool = Tru
     path = config_file(path)
     checked_name(path.stem, f" (the file name of {path})")
     file_raw = layered(path)
+    if "ensemble" in file_raw:
+        raise PipelineError(f"config {path} is an ensemble of experiments, not one: run it with "
+                            f"`bash run.sh --config {path}` (or `python -m pipeline.status --config {path}`)")
     raw = file_raw
     for text in overrides:
         raw = merge(raw, parse_override(text), Config)
