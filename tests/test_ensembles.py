@@ -83,3 +83,8 @@ def test_run_sh_trains_each_member_then_averages_tunes_and_submits_the_ensemble(
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("fold 0: up to date") == 1  # the first member is not trained again
     assert "ensemble: stale" in again.stdout
+    board = subprocess.run([sys.executable, "-m", "pipeline.leaderboard", "--input", str(tmp_path / "input"),
+                            "--workdir", str(work)], capture_output=True, text=True, cwd=REPO)
+    row = pd.read_csv(work / "experiments" / "leaderboard.csv").set_index("experiment").loc["pair"]
+    assert board.returncode == 0 and row["kind"] == "ensemble" and row["state"] == "up to date"
+    assert row["changed"] == f"mean of {', '.join(load_ensemble(path).member_names())}"

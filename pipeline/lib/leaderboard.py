@@ -143,6 +143,9 @@ def entry(work: WorkLayout, name: str, data) -> Entry:
         states, item.problems = None, item.problems + [str(err)]
     if not ensemble:
         row.update(training_columns(exp, item.problems), changed=changed_against_file(exp, item.problems))
+    else:  # what it is made of, in the column that says what an experiment changed
+        row["changed"] = "mean of " + ", ".join(read_record(exp.predict_json, item.problems).get("identity", {})
+                                                .get("members", {}))
     row["state"] = "; ".join(item.problems) if item.problems else (summarise(states) if states else "unknown")
     item.row = {column: row.get(column) for column in COLUMNS}
     return item
