@@ -470,3 +470,35 @@ def test_a_resumed_run_is_bit_identical_to_an_uninterrupted_one(demo_input, work
     for checkpoint in ("best_checkpoint", "last_checkpoint"):
         a, b = (load_checkpoint(getattr(exp, checkpoint)(0)) for exp in (resumed, straight))
         assert all(torch.equal(a["model"][key], b["model"][key]) for key in a["model"])
+
+
+def test_swa_averages_the_last_epochs_and_is_best_pt_only_when_it_validates_better(demo_input, work, capsys):
+    extra = ["train.epochs=3", "train.swa_epochs=2"]
+    score = run(demo_input, work, extra)
+    exp = experiment(work, extra)
+    log = pd.read_csv(exp.log_csv(0))
+    swa = log["swa_score"].iloc[-1]
+    assert log["swa_score"].iloc[:-1].isna().all() and 0 <= swa <= 1
+    assert score == pytest.approx(max(swa, log["score_best"].max()))  # the saver keeps the better of the two
+    said = capsys.readouterr().out
+    assert f"fold 0: SWA of the last 2 epochs: mAP {swa:.4f}" in said
+    assert load_checkpoint(exp.best_checkpoint(0))["score"] == pytest.approx(score)
+
+
+def test_swa_resumes_with_its_average(demo_input, work, monkeypatch):
+    extra = ["train.epochs=3", "train.swa_epochs=2"]
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 2)  # the first averaged epoch is done and saved
+        with pytest.raises(KeyboardInterrupt):
+            run(demo_input, work, extra)
+    saved = load_checkpoint(experiment(work, extra).last_checkpoint(0))["swa"]
+    assert int(saved["n_averaged"]) == 1
+    run(demo_input, work, extra, resume=True)
+    assert not pd.isna(pd.read_csv(experiment(work, extra).log_csv(0))["swa_score"].iloc[-1])
+
+
+@pytest.mark.parametrize("overrides, words", [(["train.epochs=3", "train.swa_epochs=3"], "swa_epochs \\(3\\) must be below"),
+                                              (["train.swa_epochs=1", "train.ema=0.9"], "use one of them")])
+def test_swa_settings_that_cannot_work_are_refused(overrides, words):
+    with pytest.raises(PipelineError, match=words):
+        tiny(overrides)

@@ -106,6 +106,7 @@ class TrainingState:
     scaler: dict  # empty without fp16
     rng: dict  # runtime.rng_state
     ema: dict | None = None  # the moving average's weights, under train.ema
+    swa: dict | None = None  # the equal average so far (AveragedModel's state), under train.swa_epochs
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

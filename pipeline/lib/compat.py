@@ -6,7 +6,7 @@ from __future__ import annotations
 # identity: train/data keys added after folds were first recorded, with the value that trains as before
 # they existed. Left out of a fold's identity at that value, so folds trained earlier stay up to date.
 # Added in 0.4 (train.ema, data.n_folds), 0.8 (data.split) and 0.9 (train.encoder_bn, early_input_mode, early_epochs); may drop in 1.0.
-ADDED_KEYS = {"train": {"ema": 0.0, "encoder_bn": "train", "early_input_mode": None, "early_epochs": 0},
+ADDED_KEYS = {"train": {"ema": 0.0, "encoder_bn": "train", "early_input_mode": None, "early_epochs": 0, "swa_epochs": 0},
               "data": {"n_folds": 5, "split": "coverage"}}
 
 # paths: the 5-fold coverage split keeps the name it had before k and the kind of split were settings
@@ -25,4 +25,5 @@ def training_state_defaults(state: dict, steps_per_epoch: int) -> dict:
     filled.setdefault("start_weights", UNKNOWN_START)
     filled.setdefault("step", (state["epoch"] + 1) * steps_per_epoch)
     filled.setdefault("ema", None)
+    filled.setdefault("swa", None)
     return filled

@@ -102,6 +102,9 @@ class TrainConfig(Section):
     # decay of a moving average of the weights (timm's ModelEmaV3, warm-up on), which is validated and saved
     # in place of the raw weights; 0 turns it off
     ema: float = Field(0.0, ge=0, lt=1)
+    # SWA: the equal average of the weights at the end of the last swa_epochs epochs, its BatchNorm statistics
+    # recomputed over the fold's training images, validated and kept as best.pt when it beats every epoch; 0: off
+    swa_epochs: int = Field(0, ge=0)
     loss: LossTerms = {"bce": 1.0, "dice": 1.0}  # weighted sum of registered losses
     switch_epoch: Optional[int] = Field(None, ge=1)  # from this epoch on, loss_after is used instead
     loss_after: LossTerms = {"lovasz_symmetric": 1.0}
@@ -135,6 +138,10 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def schedule_fits(self):
+        if self.swa_epochs >= self.epochs:
+            raise ValueError(f"swa_epochs ({self.swa_epochs}) must be below epochs ({self.epochs})")
+        if self.swa_epochs and self.ema:
+            raise ValueError("swa_epochs and ema both average the weights; use one of them")
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs})")
         if self.cycles > self.epochs - self.warmup_epochs:

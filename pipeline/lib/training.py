@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, update_bn
 from tqdm.auto import tqdm
 
 from . import plots
@@ -44,7 +45,7 @@ from .store import Probs, atomic_path, to_levels
 from .tuning import search, untuned
 
 LOG_COLUMNS = ["epoch", "loss_name", "train_loss", "val_bce", "lr", "score_05", "score_best", "best_threshold",
-               "seconds"]
+               "seconds", "swa_score"]
 
 
 def loss_for_epoch(train, epoch: int):
@@ -87,9 +88,17 @@ class EpochLog:
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
+        self.write()
+        self.board.epoch(row)
+
+    def note(self, key: str, value) -> None:
+        """A figure that belongs to the last epoch's row (the SWA average's score)."""
+        self.rows[-1][key] = value
+        self.write()
+
+    def write(self) -> None:
         with atomic_path(self.path) as tmp:
             self.frame().to_csv(tmp, index=False, float_format="%.6g")
-        self.board.epoch(row)
 
     def step(self, step: int, lr: float) -> None:
         self.board.step(step, lr)
@@ -165,6 +174,7 @@ class Trainer:
         self.precision = Precision.training(t.amp, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.scaled)
         self.validator = Predictor([self.nets.evaluated], InferenceSettings.of(config, device))
+        self.swa = AveragedModel(self.nets.model) if t.swa_epochs else None  # the equal average of the last epochs
         self.val_inputs = self.validator.prepare(data.val.images, data.val.depths)  # once, on the device
         self.start_epoch, self.step = 0, 0
 
@@ -172,7 +182,8 @@ class Trainer:
         ema = self.nets.ema
         return TrainingState(epoch, self.step, self.saver.best_score, self.start_source, self.optimizer.state_dict(),
                              self.scaler.state_dict(), rng_state(self.batches.generator),
-                             None if ema is None else ema.module.state_dict())
+                             None if ema is None else ema.module.state_dict(),
+                             None if self.swa is None else self.swa.state_dict())
 
     def resume(self) -> None:
         weights, state = self.saver.load_last(self.device, len(self.batches))
@@ -181,6 +192,8 @@ class Trainer:
             self.optimizer.load_state_dict(state.optimizer)
             if self.nets.ema is not None:
                 self.nets.ema.module.load_state_dict(state.ema)
+            if self.swa is not None and state.swa:
+                self.swa.load_state_dict(state.swa)
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError):
             raise PipelineError(f"{self.saver.exp.last_checkpoint(self.fold)} does not fit this config's model or "
                                 "optimizer (the config changed since it was saved); restore the config or start "
@@ -239,6 +252,8 @@ class Trainer:
         t, started, prediction = self.config.train, time.time(), None
         loss_fn = loss_for_epoch(t, epoch)
         train_loss = self.train_epoch(epoch, loss_fn)
+        if self.swa is not None and epoch >= t.epochs - t.swa_epochs:
+            self.swa.update_parameters(self.nets.model)
         if not np.isfinite(train_loss):
             raise PipelineError(
                 f"fold {self.fold} epoch {epoch + 1}: the training loss became {train_loss}; the last good "
@@ -268,9 +283,27 @@ class Trainer:
             print(f"fold {self.fold} epoch {epoch + 1}/{t.epochs}: loss {row['train_loss']:.4f} "
                   f"val_bce {row.get('val_bce', np.nan):.4f} mAP@0.5 {row.get('score_05', np.nan):.4f} "
                   f"tuned {row.get('score_best', np.nan):.4f} ({row['seconds']:.0f}s)", flush=True)
+        if self.swa is not None:
+            self.finish_swa()
         if self.group.leader:
             self.log.plot(self.data.val, prediction)
         return self.saver.best_score
+
+    def finish_swa(self) -> float:
+        """The average's BatchNorm statistics recomputed over one pass of the fold's training batches, then
+        it is validated like an epoch: best.pt when it beats every epoch (the saver decides)."""
+        t, val, best = self.config.train, self.data.val, self.saver.best_score
+        self.batches.set_epoch(t.epochs)
+        update_bn(((memory_format(x.to(self.device), t.channels_last), y) for x, y in self.batches), self.swa)
+        predictor = Predictor([self.swa.module], InferenceSettings.of(self.config, self.device))
+        prediction = predictor(val.images, val.depths, f"fold {self.fold} SWA validation", self.val_inputs)
+        score = validation_scores(prediction, val.ids, val.masks, self.config.tune)["score_best"]
+        kept = self.saver.save_checkpoint(self.swa.module, t.epochs - 1, score)
+        if self.group.leader:
+            self.log.note("swa_score", score)
+            print(f"fold {self.fold}: SWA of the last {t.swa_epochs} epochs: mAP {score:.4f}, best epoch {best:.4f}"
+                  + (" (the average is best.pt)" if kept else ""), flush=True)
+        return score
 
 
 def check_batch(batch_size: int, group: FoldGroup, fold: int, images: int) -> None:
