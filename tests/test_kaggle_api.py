@@ -33,8 +33,8 @@ def kaggle(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     try:
         server = Server()
-    except PermissionError:
-        pytest.skip("the stand-in for Kaggle's API serves on localhost:80, which only root may bind")
+    except OSError as err:  # not root, or the port is taken
+        pytest.skip(f"the stand-in for Kaggle's API serves on localhost:80, which is not to be had here ({err})")
     with server as kaggle:
         yield kaggle
 

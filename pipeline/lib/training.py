@@ -45,7 +45,7 @@ from .store import Probs, atomic_path, to_levels
 from .tuning import search, untuned
 
 LOG_COLUMNS = ["epoch", "loss_name", "train_loss", "val_bce", "lr", "score_05", "score_best", "best_threshold",
-               "seconds", "swa_score"]
+               "swa_score", "seconds"]
 
 
 def loss_for_epoch(train, epoch: int):
