@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from .lib import children, paths
-from .lib.ensembles import is_ensemble
+from .lib.ensembles import is_ensemble, load_ensemble
 from .lib.errors import PipelineError
 from .lib.lock import lock_workdir, release_all
 
@@ -204,7 +204,6 @@ def stages(args, config: str, io: list[str], gpus: int, overrides: list[str], la
 def ensemble_stages(args, config: str, io: list[str], gpus: int) -> None:
     """An ensemble config (lib/ensembles.py): each member through predict, as its own run would take it,
     then the members averaged, tuned and submitted as the ensemble."""
-    from .lib.ensembles import load_ensemble
     if args.overrides:
         raise PipelineError(f"{config} is an ensemble: overrides go into its members (ensemble.members[N]."
                             "overrides), not on the command line")

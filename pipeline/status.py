@@ -52,16 +52,17 @@ def ensemble_status(args, p) -> None:
     if args.name:
         print(ensemble.name)
         return
-    names = ensemble.member_names()
+    configs = [load_config(m.config, list(m.overrides), encoder=False) for m in ensemble.members]
+    names = [config.name for config in configs]
     print(f"ensemble {ensemble.name} ({args.config}): {ensemble.combine} of {', '.join(names)}")
-    for member in ensemble.members:
-        config = load_config(member.config, list(member.overrides), encoder=False)
+    first = configs[0]  # the members share one split (load_ensemble checks), and the ensemble tunes by the first's
+    layout, work = cli.layouts(args, lock=False, n_folds=first.data.n_folds, split=first.data.split)
+    for member, config in zip(ensemble.members, configs):
         print(f"member {config.name} ({member.config}" + (f" with {' '.join(member.overrides)}" if member.overrides
                                                             else "") + ")")
-        layout, work = cli.layouts(args, lock=False, n_folds=config.data.n_folds, split=config.data.split)
         report(config, layout, work, member=True)
     exp = work.experiment(ensemble.name)
-    states = ensemble_states(exp, [work.experiment(n) for n in names], config.tune, stored_decision(exp),
+    states = ensemble_states(exp, [work.experiment(n) for n in names], first.tune, stored_decision(exp),
                              sample_ids(layout), work.submission_csv(ensemble.name), work.mosaic_json)
     print(f"ensemble {ensemble.name}")
     for stage, status in states.items():

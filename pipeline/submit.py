@@ -3,16 +3,16 @@
     python -m pipeline.submit --config pipeline/configs/default.yaml [--threshold T] [--min-area A]
     python -m pipeline.submit --experiments a,b[,...]      # ensemble: average, tune, submit
     python -m pipeline.submit --config ENSEMBLE.yaml       # the same for an ensemble config (lib/ensembles.py)
-    python -m pipeline.submit --config ... --kaggle-message "TEXT"   # and send it to Kaggle (kaggle CLI)
+    python -m pipeline.submit --config ... --kaggle-message "TEXT"   # and send it to Kaggle (the kaggle client)
 
 Reads experiments/<name>/test_probs.npz and the tuned decision (experiments/<name>/tune.json, when
 the tune stage has run; 0.5 otherwise); flags override it. Writes submissions/<name>.csv with
 exactly sample_submission.csv's ids, in its order, and test_overlays.png beside the experiment.
 An ensemble averages the experiments' test and out-of-fold probabilities into experiments/a+b/,
 tunes on the averaged out-of-fold set, and writes submissions/a+b.csv. With --kaggle-message the CSV is
-submitted through the kaggle CLI (message: the experiment, its CV and decision, then TEXT) and recorded in
-experiments/<name>/kaggle_submissions.json; without the CLI, credentials or network, one line says which,
-before anything is written.
+submitted through the kaggle client (message: the experiment, its CV and decision, then TEXT) and recorded in
+experiments/<name>/kaggle_submissions.json once Kaggle confirms it; without the client, credentials or network,
+one line says which, before anything is written.
 """
 from __future__ import annotations
 

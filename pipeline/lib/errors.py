@@ -37,8 +37,8 @@ def os_error(err: OSError) -> str:
     name = err.filename or "a file of the work folder"
     words = err.strerror or str(err)
     if err.errno == errno.ENOSPC:
-        return (f"no space left on the disk for {name}; free some space or pass --workdir DIR on another disk, "
-                "then run again")
+        return (f"no space left on the disk for {name}; free some space, or pass --workdir DIR on another disk, "
+                "then run again (everything finished before is kept)")
     if err.errno == errno.ENOENT:
         return f"{name} is gone ({words}): it vanished while the stage ran, or was never there; run again"
     if err.errno in (errno.EACCES, errno.EPERM) and err.filename and os.path.isfile(err.filename) \

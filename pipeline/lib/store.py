@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PipelineError
+from .errors import PipelineError, os_error
 
 LEVELS = 255
 
@@ -45,7 +45,8 @@ def atomic_path(path: Path):
         errno_ = err.errno if isinstance(err, OSError) else errno.ENOSPC if disk_full(path.parent) else None
         if errno_ is None:  # a RuntimeError of the writer with space left: not the disk's doing
             raise
-        raise PipelineError(write_failure(path, errno_, getattr(err, "strerror", None))) from None
+        raise PipelineError(os_error(OSError(errno_, getattr(err, "strerror", None) or os.strerror(errno_),
+                                             str(path)))) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -56,15 +57,6 @@ def disk_full(folder: Path) -> bool:
     return shutil.disk_usage(folder).free < 2 ** 20
 
 
-def write_failure(path: Path, code: int, words: str | None) -> str:
-    """Why `path` could not be written, and what to do, in one line (what was finished before is kept)."""
-    if code == errno.ENOSPC:
-        return (f"no space left on the disk for {path}; free some space, or pass --workdir DIR on another disk, "
-                "then run again (everything finished before is kept)")
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (f"cannot write {path} ({words or os.strerror(code)}); pass --workdir DIR (or set TGS_WORKDIR) "
-                "to a writable folder")
-    return f"cannot write {path} ({words or os.strerror(code)}); check the disk, then run again"
 
 
 def fsync(path) -> None:
