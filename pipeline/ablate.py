@@ -20,11 +20,12 @@ import pandas as pd
 
 from .lib import cli
 from .lib.config import load_config
-from .lib.errors import PipelineError, run_stage
+from .lib.errors import PipelineError
 from .lib.fold_data import FoldInputs
 from .lib.folds import fold_list
-from .lib.inference import tuned_score
+from .lib.cv import tuned_score
 from .lib.paths import WorkLayout
+from .lib.records import untrained_folds
 from .lib.report import markdown_table
 from .lib.runtime import pick_device
 from .lib.store import write_text
@@ -73,7 +74,7 @@ def main(argv=None) -> None:
     inputs = FoldInputs.load(layout, work)  # loaded once: every config is scored on the same images
     tuned = {}
     for config in configs:
-        for fold in folds:
+        for fold in untrained_folds(work.experiment(config.name), folds, inputs.identity(config)):
             train_fold(config, layout, inputs, fold, resume=True)
         tuned[config.name] = tuned_score(inputs, config, folds, pick_device())
     table = summarize(work, args.configs, folds, tuned, args.fold)
@@ -84,4 +85,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    cli.run_stage(main)

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from .lib.demo_data import make_demo
-from .lib.errors import run_stage
+from .lib.cli import run_stage
 
 
 def main(argv=None) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from .lib import cli
 from .lib.config import load_config
 from .lib.data import load_train
-from .lib.errors import PipelineError, run_stage
+from .lib.errors import PipelineError
 from .lib.folds import fold_summary, make_folds, read_folds, write_folds
 from .lib.mosaic import read_mosaics
 from .lib.paths import N_FOLDS, SPLITS
@@ -66,4 +66,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    cli.run_stage(main)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .lib import cli, kaggle_api, leaderboard, report
 from .lib.data import load_test, load_train
-from .lib.errors import PipelineError, run_stage
+from .lib.errors import PipelineError
 from .lib.fold_data import FoldInputs
 from .lib.paths import WorkLayout
 from .lib.postprocess import stored_decision
@@ -40,12 +40,13 @@ class StateReader:
     def __call__(self, config, exp):
         train, test, ids = self.loaded()
         if config is None:  # an ensemble: its members are named by its record
-            members = [self.work.experiment(n) for n in read_json(exp.predict_json).get("identity", {}).get("members", {})]
+            identity = read_json(exp.predict_json).get("identity", {})
+            members = [self.work.experiment(n) for n in identity.get("members", {})]
             section = leaderboard.config_of(members[0]).tune if members else None
             if section is None:
                 raise PipelineError(f"{exp.predict_json} names no member experiments; make it again with submit --experiments")
             return ensemble_states(exp, members, section, stored_decision(exp), ids, self.work.submission_csv(exp.root.name),
-                                   self.work.mosaic_json)
+                                   self.work.mosaic_json, identity.get("combine", "mean"))
         inputs = FoldInputs.of(train, WorkLayout(self.work.root, config.data.n_folds, config.data.split))
         return experiment_states(config, inputs, test.digest, stored_decision(exp), ids)
 
@@ -82,4 +83,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    cli.run_stage(main)

@@ -16,7 +16,6 @@ import numpy as np
 
 from .lib import cli, plots
 from .lib.data import load_test, load_train
-from .lib.errors import run_stage
 from .lib.mosaic import MatchSettings, build, seams_continue, write_mosaics
 from .lib.paths import MOSAIC_PICTURES
 from .lib.records import mosaic_stage
@@ -61,4 +60,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    cli.run_stage(main)

@@ -19,11 +19,10 @@ from .lib import cli
 from .lib.config import load_config
 from .lib.data import load_test
 from .lib.distributed import local_devices, spread, tune_kernels
-from .lib.errors import run_stage
 from .lib.fold_data import FoldInputs
 from .lib.inference import out_of_fold
-from .lib.records import predict_stage
-from .lib.store import Probs, save_probs, to_levels
+from .lib.records import predict_stage, require_trained
+from .lib.probs import Probs, save_probs, to_levels
 
 
 class FoldSums:
@@ -42,7 +41,7 @@ def predict(config, layout, work, force: bool = False) -> None:
     exp = work.experiment(config.name)
     inputs, test = FoldInputs.load(layout, work), load_test(layout, work)
     folds = inputs.folds
-    inputs.require_trained(config, folds)  # before anything is predicted
+    require_trained(exp, folds, inputs.identity(config))  # before anything is predicted
     stage = predict_stage(config, exp, folds, inputs.train.digest, test.digest, inputs.split_digest)
     if not stage.begin(force):
         return
@@ -79,4 +78,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    cli.run_stage(main)

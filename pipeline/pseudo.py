@@ -16,10 +16,11 @@ import numpy as np
 
 from .lib import cli
 from .lib.config import load_config
-from .lib.errors import PipelineError, run_stage
+from .lib.errors import PipelineError
 from .lib.paths import WorkLayout
 from .lib.postprocess import masks_from_probs, stored_decision
-from .lib.store import Probs, atomic_path, from_levels, load_probs
+from .lib.store import atomic_path
+from .lib.probs import Probs, from_levels, load_probs
 
 
 def confident(probs: Probs, low: float, high: float, share: float) -> np.ndarray:
@@ -47,8 +48,7 @@ def pseudo_label(work: WorkLayout, name: str, low: float, high: float, share: fl
     summary = {"images": int(keep.sum()), "of": int(len(keep)),
                "with_salt": float(masks.reshape(len(masks), -1).any(1).mean()) if len(masks) else 0.0}
     print(f"wrote {exp.pseudo_labels}: {summary['images']} of {summary['of']} test images are confident "
-          f"({summary['with_salt']:.1%} of them with salt; threshold {decision.threshold:.3f}, min area "
-          f"{decision.min_area}, head cut {decision.empty_cut})")
+          f"({summary['with_salt']:.1%} of them with salt; {decision.describe()})")
     return summary
 
 
@@ -65,4 +65,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    cli.run_stage(main)

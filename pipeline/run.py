@@ -209,7 +209,8 @@ def ensemble_stages(args, config: str, io: list[str], gpus: int) -> None:
                             "overrides), not on the command line")
     for member in load_ensemble(config).members:
         print(f"\n=== member: {member.config} {' '.join(member.overrides)} ===", flush=True)
-        print(call(module("status", "--config", member.config, "--check-encoder", *io, *member.overrides),
+        print(call(module("status", "--config", member.config, "--check-encoder", "--member", *io,
+                          *member.overrides),
                    capture=True), end="", flush=True)
         stages(args, member.config, io, gpus, list(member.overrides), last="predict")
     if wanted(args, "tune") or wanted(args, "submit"):
@@ -225,9 +226,9 @@ def prune_resume_checkpoints(exp: paths.ExperimentLayout) -> None:
     """Kernel mode: a finished fold's last.pt (weights and optimiser state, only for resuming) goes, so the
     kernel's output holds best.pt and the snapshots alone."""
     freed = 0
-    for done in sorted(exp.root.glob("fold_*/done.json")):
-        last = done.with_name("last.pt")
-        if last.exists():
+    for fold in exp.folds_on_disk():
+        last = exp.last_checkpoint(fold)
+        if exp.done_marker(fold).is_file() and last.exists():
             freed += last.stat().st_size
             last.unlink()
     if freed:
@@ -236,7 +237,7 @@ def prune_resume_checkpoints(exp: paths.ExperimentLayout) -> None:
 
 def publish_submission(csv: Path) -> None:
     """Kernel mode: the submission also where Kaggle's "Submit" looks for it."""
-    target = paths.KAGGLE_WORKING / "submission.csv"
+    target = paths.kaggle_submission()
     if csv.resolve() == target.resolve():
         return
     partial = target.with_name(".submission.csv.partial")
@@ -245,12 +246,12 @@ def publish_submission(csv: Path) -> None:
     print(f"kernel mode: {target} is {csv.name}")
 
 
-def summary(work: Path, name: str, started: float) -> None:
-    tune_json = work / "experiments" / name / "tune.json"
+def summary(work: paths.WorkLayout, name: str, started: float) -> None:
+    tune_json = work.experiment(name).tune_json
     if tune_json.is_file():
         record = json.loads(tune_json.read_text())
         print(f"\nCV mAP {record['cv_score']:.4f} on {record['images']} out-of-fold images")
-    csv = work / "submissions" / f"{name}.csv"
+    csv = work.submission_csv(name)
     if csv.is_file():
         print(f"submission: {csv}")
     print(f"wall time: {time.monotonic() - started:.0f} s")
@@ -274,13 +275,14 @@ def pipeline(args: argparse.Namespace) -> None:
         print(call(module("status", "--config", config, "--check-encoder", *io, *args.overrides), capture=True),
               end="", flush=True)  # what is up to date
         stages(args, config, io, gpus, args.overrides)
-    exp = paths.WorkLayout(work).experiment(name)
+    layout = paths.WorkLayout(work)
+    exp = layout.experiment(name)
     if kernel and not args.keep_last:
         prune_resume_checkpoints(exp)
-    csv = paths.WorkLayout(work).submission_csv(name)
+    csv = layout.submission_csv(name)
     if kernel and csv.is_file() and exp.submit_json.is_file():
         publish_submission(csv)
-    summary(work, name, started)
+    summary(layout, name, started)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@ changed) or missing, without running anything.
 
     python -m pipeline.status --config pipeline/configs/default.yaml [key=value ...]
     python -m pipeline.status --config ... --name        # only the experiment's name (run.sh uses it)
+    python -m pipeline.status --config ... --member      # an ensemble member's stages, through predict
     python -m pipeline.status --gpus                     # how many GPUs torch can run on (one line if not)
 
 For an ensemble config (lib/ensembles.py): each member as above, then the ensemble's own stages.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from .lib import cli
 from .lib.config import check_encoder, load_config
 from .lib.ensembles import is_ensemble, load_ensemble
-from .lib.errors import PipelineError, run_stage
+from .lib.errors import PipelineError
 
 
 def report(config, layout, work, member: bool = False) -> None:
@@ -63,7 +64,7 @@ def ensemble_status(args, p) -> None:
         report(config, layout, work, member=True)
     exp = work.experiment(ensemble.name)
     states = ensemble_states(exp, [work.experiment(n) for n in names], first.tune, stored_decision(exp),
-                             sample_ids(layout), work.submission_csv(ensemble.name), work.mosaic_json)
+                             sample_ids(layout), work.submission_csv(ensemble.name), work.mosaic_json, ensemble.combine)
     print(f"ensemble {ensemble.name}")
     for stage, status in states.items():
         say(stage, status)
@@ -77,6 +78,8 @@ def main(argv=None) -> None:
     p.add_argument("--name", action="store_true", help="print only the experiment's name")
     p.add_argument("--check-encoder", action="store_true",
                    help="check the encoder's name against the installed smp and timm too (run.sh does, first)")
+    p.add_argument("--member", action="store_true",
+                   help="an ensemble's member: its stages through predict (the ensemble tunes and submits)")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args(argv)
     if args.gpus:
@@ -97,8 +100,8 @@ def main(argv=None) -> None:
     print(f"experiment {config.name}" + (f" ({args.config} with {' '.join(args.overrides)})" if args.overrides else ""))
     layout, work = cli.layouts(args, lock=False, n_folds=config.data.n_folds,
                                 split=config.data.split)  # reads only: works beside a running job
-    report(config, layout, work)
+    report(config, layout, work, member=args.member)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    cli.run_stage(main)

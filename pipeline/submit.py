@@ -20,12 +20,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .lib import cli, kaggle_api, plots
+from .lib.blend import combined, tuned_weights
 from .lib.config import load_config
 from .lib.data import load_test, load_train
 from .lib.ensembles import is_ensemble, load_ensemble
-from .lib.errors import PipelineError, run_stage
+from .lib.errors import PipelineError
 from .lib.folds import read_folds
 from .lib.paths import InputLayout, WorkLayout
 from .lib.mosaic import read_mosaics
@@ -33,7 +35,8 @@ from .lib.neighbours import check_rules, decide_test
 from .lib.paths import MOSAIC_PICTURES
 from .lib.postprocess import Decision, masks_from_probs, stored_decision
 from .lib.records import Stage, ensemble_identity, mosaic_made_from, submit_stage
-from .lib.store import Probs, from_levels, load_probs, read_json, save_probs, to_levels
+from .lib.store import read_json
+from .lib.probs import Probs, load_probs, save_probs
 from .lib.submission import check_ids, sample_ids, write_submission
 from .lib.tuning import run_tune
 
@@ -74,20 +77,14 @@ def submit(layout: InputLayout, work: WorkLayout, name: str, decision: Decision,
     write_submission(out, list(probs.ids), masks)  # after everything that could fail
     stage.finish()
     print(f"wrote {out}: {len(masks)} images, {(masks.reshape(len(masks), -1).any(1)).mean():.1%} with salt, "
-          f"threshold {decision.threshold:.3f}, min area {decision.min_area}")
+          f"{decision.describe()}")
     return out
 
 
-def average(probs: list[Probs], ids) -> Probs:
-    parts = [p.subset(ids) for p in probs]
-    heads = [p.salt_prob for p in parts]
-    head = None if any(h is None for h in heads) else np.mean(heads, axis=0)
-    return Probs(np.asarray(ids), to_levels(np.mean([from_levels(p.levels) for p in parts], axis=0)), head)
-
-
-def ensemble(layout: InputLayout, work: WorkLayout, names: list[str], name: str, force: bool = False) -> str:
-    """Average the experiments' stored probabilities into experiment `name`, then tune it; each step only
-    when what it is made from changed (a member predicted again), or `force`."""
+def ensemble(layout: InputLayout, work: WorkLayout, names: list[str], name: str, force: bool = False,
+             combine: str = "mean") -> str:
+    """Combine the experiments' stored probabilities into experiment `name` (lib/blend.py: `combine`), then
+    tune it; each step only when what it is made from changed (a member predicted again), or `force`."""
     exps = [work.experiment(n) for n in names]
     for exp in exps:
         if not exp.config_yaml.exists():
@@ -100,21 +97,32 @@ def ensemble(layout: InputLayout, work: WorkLayout, names: list[str], name: str,
                             "only experiments on one split can be averaged")
     work = replace(work, n_folds=splits[0][0], split=splits[0][1])
     target = work.experiment(name)
-    stage = Stage("ensemble", target.predict_json, ensemble_identity(exps))
+    stage = Stage("ensemble", target.predict_json, ensemble_identity(exps, combine))
     if stage.begin(force):
-        average_into(target, exps, layout, work)
-        stage.finish()
+        weights = combine_into(target, exps, layout, work, combine)
+        stage.finish(**({"weights": weights} if weights else {}))
     run_tune(name, configs[0].tune, layout, work, force=force)
     return name
 
 
-def average_into(target, exps, layout: InputLayout, work: WorkLayout) -> None:
-    """The members' test and out-of-fold probabilities averaged, fold by fold, into `target`."""
-    save_probs(target.test_probs, average([load_probs(e.test_probs) for e in exps], sample_ids(layout)))
-    split = read_folds(work, load_train(layout, work).ids)
-    for fold in sorted(split["fold"].unique()):
-        fold_ids = split.loc[split["fold"] == fold, "id"].tolist()
-        save_probs(target.oof_probs(fold), average([load_probs(e.oof_probs(fold)) for e in exps], fold_ids))
+def combine_into(target, exps, layout: InputLayout, work: WorkLayout, combine: str) -> dict | None:
+    """The members' test and out-of-fold probabilities combined, fold by fold, into `target`: averaged, or
+    (`weighted`) with weights tuned on the other folds' out-of-fold images; returns those weights."""
+    train = load_train(layout, work)
+    split = read_folds(work, train.ids)
+    fold_ids = {int(f): split.loc[split["fold"] == f, "id"].tolist() for f in sorted(split["fold"].unique())}
+    oof = {fold: [load_probs(e.oof_probs(fold)) for e in exps] for fold in fold_ids}
+    weights = None
+    if combine == "weighted":
+        rows = pd.Index(train.ids)
+        weights = tuned_weights(oof, fold_ids, {f: train.masks[rows.get_indexer(ids)] for f, ids in fold_ids.items()})
+        print("ensemble weights (" + ", ".join(e.root.name for e in exps) + "): " + "; ".join(
+            f"{'fold ' if held != 'test' else ''}{held} {w}" for held, w in weights.items()))
+    pick = (lambda held: None) if weights is None else weights.get  # noqa: E731 (None: equal weights)
+    save_probs(target.test_probs, combined([load_probs(e.test_probs) for e in exps], sample_ids(layout), pick("test")))
+    for fold, ids in fold_ids.items():
+        save_probs(target.oof_probs(fold), combined(oof[fold], ids, pick(fold)))
+    return None if weights is None else {str(held): list(w) for held, w in weights.items()}
 
 
 def main(argv=None) -> None:
@@ -133,16 +141,15 @@ def main(argv=None) -> None:
     names = [n for n in (args.experiments or "").split(",") if n]
     if args.config and is_ensemble(args.config):
         members = load_ensemble(args.config)
-        name = ensemble(layout, work, members.member_names(), members.name, args.force)
+        name = ensemble(layout, work, members.member_names(), members.name, args.force, members.combine)
     elif args.config:
         name = load_config(args.config, args.overrides, encoder=False).name
     else:
         name = names[0] if len(names) == 1 else ensemble(layout, work, names, "+".join(names), args.force)
     decision = stored_decision(work.experiment(name))
     if args.threshold is not None or args.min_area is not None:
-        decision = Decision(args.threshold if args.threshold is not None else decision.threshold,
-                            args.min_area if args.min_area is not None else decision.min_area,
-                            decision.empty_cut, decision.rules)
+        decision = replace(decision, threshold=args.threshold if args.threshold is not None else decision.threshold,
+                           min_area=args.min_area if args.min_area is not None else decision.min_area)
     csv = submit(layout, work, name, decision, args.force)
     if api is not None:
         send(api, work.experiment(name), csv, decision, args.kaggle_message)
@@ -158,4 +165,4 @@ def send(api, exp, csv: Path, decision: Decision, text: str) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    cli.run_stage(main)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from .lib import cli
 from .lib.config import load_config
 from .lib.distributed import Rank, finish
-from .lib.errors import run_stage
 from .lib.folds import fold_list
 from .lib.fold_data import FoldInputs
-from .lib.training import pending_folds, train_fold
+from .lib.records import untrained_folds
+from .lib.training import train_fold
 
 
 def main(argv=None) -> None:
@@ -33,10 +33,11 @@ def main(argv=None) -> None:
     device = rank.device()
     asked = fold_list(args.fold, work)
     inputs = FoldInputs.load(layout, work)  # loaded and digested once for every fold
-    pending = pending_folds(config, inputs, asked, args.force)
+    exp = work.experiment(config.name)
+    pending = asked if args.force else untrained_folds(exp, asked, inputs.identity(config))  # asked once a fold
     if rank.rank == 0:
         for fold in sorted(set(asked) - set(pending)):
-            print(f"fold {fold}: up to date ({work.experiment(config.name).done_marker(fold)}); pass --force to retrain")
+            print(f"fold {fold}: up to date ({exp.done_marker(fold)}); pass --force to retrain")
     plan = rank.plan(pending)
     if rank.world > 1:
         print(f"rank {rank.rank} of {rank.world} on {device}: " + (", ".join(
@@ -48,4 +49,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    cli.run_stage(main)

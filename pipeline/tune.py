@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from .lib import cli
 from .lib.config import load_config
-from .lib.errors import run_stage
 from .lib.tuning import run_tune
 
 
@@ -26,4 +25,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    cli.run_stage(main)

@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,34 @@ def demo_input(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "input"
     make_demo(out, n_train=60, n_test=30, seed=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """Input and work folders after one complete tiny run (3 folds); tests copy them before changing anything."""
+    from pipeline import folds
+    from tests.tiny_run import stages
+    root = tmp_path_factory.mktemp("trained")
+    make_demo(root / "input", n_train=36, n_test=12, seed=4)
+    folds.main(["--input", str(root / "input"), "--workdir", str(root / "work"), "--n-folds", "3"])
+    stages(root / "input", root / "work")
+    return root
+
+
+@pytest.fixture
+def copy(trained, tmp_path) -> Path:
+    """A copy of the tiny run's folders, for a test to change."""
+    shutil.copytree(trained, tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def work(demo_input, tmp_path):
+    """A work folder with demo.yaml's split (3 folds) of the shared generated data."""
+    from pipeline import folds
+    from pipeline.lib.paths import WorkLayout
+    folds.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--n-folds", "3"])
+    return WorkLayout(tmp_path, n_folds=3)  # demo.yaml's split
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.lib.errors import PipelineError, run_stage
+from pipeline.lib.cli import run_stage
+from pipeline.lib.errors import PipelineError
 from pipeline.lib.folds import read_folds
 from pipeline.lib.paths import WorkLayout
 from pipeline.lib.postprocess import stored_decision
-from pipeline.lib.store import Probs, load_probs, save_probs, to_levels
+from pipeline.lib.probs import Probs, load_probs, save_probs, to_levels
 
 
 def saved_probs(tmp_path):

@@ -105,7 +105,6 @@ def test_fusing_the_encoders_batch_norm_keeps_its_output_and_trains_the_convolut
 
 
 def test_fusing_refuses_batch_norm_it_cannot_pair_with_its_convolution():
-    import torch
     from torch import nn
     from pipeline.lib.models import fuse_encoder_batch_norm
 

@@ -9,7 +9,8 @@ from PIL import Image
 
 from pipeline import folds
 from pipeline.lib.data import load_test, load_train, read_image, read_mask
-from pipeline.lib.errors import PipelineError, run_stage
+from pipeline.lib.cli import run_stage
+from pipeline.lib.errors import PipelineError
 from pipeline.lib.paths import REPO, InputLayout, WorkLayout
 
 

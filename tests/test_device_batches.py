@@ -1,13 +1,16 @@
+"""Training batches held and augmented on the device (lib/device_batches.py), on CPU tensors."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.lib.config import AugmentConfig, Config
+from pipeline.lib.config import AugmentConfig, Config, load_config
 from pipeline.lib.dataset import make_input
 from pipeline.lib.device_batches import DeviceBatches, augment_batch, to_canvas_batch
 from pipeline.lib.geometry import MODES
 from pipeline.lib.names import INPUT_MODES
+from pipeline.lib.paths import CONFIG_DIR
+from tests.tiny_training import TINY
 
 
 def augment(**on) -> AugmentConfig:
@@ -80,3 +83,17 @@ def test_the_device_warp_reflects_borders_like_opencv_reflect_101(dx, dy):
     border = np.zeros((101, 101), bool)
     border[:5], border[-5:], border[:, :6], border[:, -6:] = True, True, True, True
     assert np.abs(warped - expected)[border].max() < 1e-4
+
+
+def test_a_batch_split_over_a_group_is_shared_out_whole(demo_input, work):
+    config = load_config(CONFIG_DIR / "demo.yaml", TINY + ["train.gpu_augment=true", "augment.hflip.p=0"])
+    images = np.arange(16 * 101 * 101, dtype=np.uint8).reshape(16, 101, 101)
+    masks, depths = np.zeros((16, 101, 101), np.uint8), np.zeros(16, np.float32)
+
+    def first_batch(shard):
+        batches = DeviceBatches(images, depths, masks, config, torch.device("cpu"), torch.Generator().manual_seed(3),
+                                shard)
+        return next(iter(batches))[0]
+
+    whole, halves = first_batch((0, 1)), [first_batch((k, 2)) for k in range(2)]
+    assert torch.equal(halves[0], whole[0::2]) and torch.equal(halves[1], whole[1::2])

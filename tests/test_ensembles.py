@@ -88,3 +88,13 @@ def test_run_sh_trains_each_member_then_averages_tunes_and_submits_the_ensemble(
     row = pd.read_csv(work / "experiments" / "leaderboard.csv").set_index("experiment").loc["pair"]
     assert board.returncode == 0 and row["kind"] == "ensemble" and row["state"] == "up to date"
     assert row["changed"] == f"mean of {', '.join(load_ensemble(path).member_names())}"
+
+    ensemble_file(tmp_path, [first, third], extra="  combine: weighted\n")  # weights tuned on out-of-fold maps
+    weighted = subprocess.run([sys.executable, "-m", "pipeline.submit", "--config", str(path), "--input",
+                               str(tmp_path / "input"), "--workdir", str(work)], capture_output=True, text=True, cwd=REPO)
+    assert weighted.returncode == 0, weighted.stderr[-3000:]
+    assert "ensemble: stale: combine" in weighted.stdout and "ensemble weights (" in weighted.stdout
+    subprocess.run([sys.executable, "-m", "pipeline.leaderboard", "--input", str(tmp_path / "input"),
+                    "--workdir", str(work)], capture_output=True, text=True, cwd=REPO, check=True)
+    row = pd.read_csv(work / "experiments" / "leaderboard.csv").set_index("experiment").loc["pair"]
+    assert row["changed"].startswith(f"weighted of {', '.join(load_ensemble(path).member_names())} (test weights ")

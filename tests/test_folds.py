@@ -1,10 +1,11 @@
+"""The coverage-stratified split (lib/folds.py and the folds stage) and `--fold` lists."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.lib.errors import PipelineError
 from pipeline.folds import main
-from pipeline.lib.folds import coverage_classes, make_folds, read_folds
+from pipeline.lib.errors import PipelineError
+from pipeline.lib.folds import coverage_classes, fold_list, make_folds, read_folds
 from pipeline.lib.paths import WorkLayout
 
 
@@ -63,3 +64,12 @@ def test_a_config_with_another_number_of_folds_gets_its_own_split(demo_input, tm
     assert set(read_folds(WorkLayout(work), ids)["fold"]) == set(range(5))
     with pytest.raises(PipelineError, match="need --config"):
         main([*where, "data.n_folds=3"])
+
+
+def test_fold_argument_takes_a_number_a_list_or_all(tmp_path):
+    work = WorkLayout(tmp_path)
+    assert fold_list("2", work) == [2] and fold_list("3,0,3", work) == [0, 3]
+    with pytest.raises(PipelineError, match="pipeline.folds"):
+        fold_list("all", work)
+    with pytest.raises(PipelineError, match="--fold must be"):
+        fold_list("first", work)

@@ -47,7 +47,7 @@ def run(*args, cwd=REPO):
 
 def python(code: str):
     """`code` in a new Python, as a stage runs it (an expected failure is one line and exit 2)."""
-    return run("-c", "from pipeline.lib.errors import run_stage\n"
+    return run("-c", "from pipeline.lib.cli import run_stage\n"
                      "from pipeline.lib import kaggle_api\n"
                      f"def main(argv):\n    {code}\nrun_stage(main)")
 

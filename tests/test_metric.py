@@ -1,7 +1,7 @@
 import numpy as np
 
 from pipeline.lib import metric
-from pipeline.lib.store import to_levels
+from pipeline.lib.probs import to_levels
 
 
 def masks(*areas):

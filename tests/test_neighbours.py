@@ -7,7 +7,7 @@ import pytest
 from pipeline.lib.errors import PipelineError
 from pipeline.lib.mosaic import Mosaics
 from pipeline.lib.neighbours import RULES, apply, check_rules, decide_test, neighbourhood
-from pipeline.lib.store import Probs, to_levels
+from pipeline.lib.probs import Probs, to_levels
 from pipeline.lib.tuning import RuleContext, choose_rules, fold_neighbourhood, tune
 from tests.test_tune import SECTION
 

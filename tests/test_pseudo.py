@@ -12,7 +12,7 @@ from pipeline.lib.fold_data import fold_data, pseudo_labelled
 from pipeline.lib.folds import read_folds
 from pipeline.lib.losses import make_loss
 from pipeline.lib.paths import InputLayout, WorkLayout
-from pipeline.lib.store import Probs, save_probs, to_levels
+from pipeline.lib.probs import Probs, save_probs, to_levels
 from pipeline.lib.training import batch_loss
 from pipeline.pseudo import confident, pseudo_label
 

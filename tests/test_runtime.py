@@ -91,7 +91,7 @@ def test_auto_precision_follows_the_gpus_compute_capability(monkeypatch, capabil
 FLUSH_CHECK = """
 import torch
 from pipeline import train  # everything a stage imports, before the stage runs
-from pipeline.lib.errors import run_stage
+from pipeline.lib.cli import run_stage
 torch.set_num_threads(2)
 def main(argv):
     tiny = torch.full((1 << 22,), 1e-39)  # subnormal; large enough to be split over the threads

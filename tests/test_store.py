@@ -42,7 +42,7 @@ def test_a_checkpoint_on_a_really_full_disk_is_one_line(tmp_path):
     """torch.save says a full disk as a RuntimeError ("unexpected pos"): still the no-space line."""
     folder = tmp_path / "small"
     folder.mkdir()
-    code = ("import torch; from pathlib import Path; from pipeline.lib.errors import run_stage; "
+    code = ("import torch; from pathlib import Path; from pipeline.lib.cli import run_stage; "
             "from pipeline.lib.checkpoints import save_checkpoint; "
             f"run_stage(lambda argv: save_checkpoint(Path({str(folder / 'last.pt')!r}), model={{'w': torch.zeros(100000)}}))")
     script = f"mount -t tmpfs -o size=200k tmpfs {folder} && {sys.executable} -c \"{code}\"; echo left: $(ls -A {folder})"

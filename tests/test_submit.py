@@ -8,7 +8,7 @@ from pipeline import submit
 from pipeline.lib import rle
 from pipeline.lib.errors import PipelineError
 from pipeline.lib.paths import WorkLayout
-from pipeline.lib.store import Probs, load_probs, save_probs, to_levels
+from pipeline.lib.probs import Probs, load_probs, save_probs, to_levels
 
 
 def fake_test_probs(demo_input, work, name="exp", drop=0):

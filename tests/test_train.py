@@ -1,9 +1,6 @@
 """A short training run on generated data with a tiny model: loss, artifacts, snapshots, resume, failures,
 and validation == prediction."""
 import os
-import subprocess
-import sys
-import threading
 
 import numpy as np
 import pandas as pd
@@ -14,42 +11,24 @@ from pipeline import folds, predict, train
 from pipeline.lib import training
 from pipeline.lib.checkpoints import load_checkpoint
 from pipeline.lib.config import load_config
-from pipeline.lib.device_batches import DeviceBatches
-from pipeline.lib.distributed import Rank, fold_members, spread
 from pipeline.lib.data import load_train
 from pipeline.lib.errors import PipelineError
-from pipeline.lib.fold_data import FoldInputs, fold_data
-from pipeline.lib.folds import fold_list, read_folds
-from pipeline.lib.paths import CONFIG_DIR, REPO, InputLayout, WorkLayout
-from pipeline.lib.models import build_model
-from pipeline.lib.store import load_probs, read_json
+from pipeline.lib.fold_data import fold_data
+from pipeline.lib.folds import read_folds
+from pipeline.lib.paths import CONFIG_DIR, InputLayout, WorkLayout
+from pipeline.lib.records import untrained_folds
+from pipeline.lib.store import read_json
+from pipeline.lib.probs import load_probs
 
-TINY = ["model.decoder_channels=[16,16,8,8,8]", "train.batch_size=8", "train.num_workers=0", "train.lr=0.003",
-        "train.warmup_epochs=0", "predict.batch_size=16"]
-
-
-@pytest.fixture
-def work(demo_input, tmp_path):
-    folds.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--n-folds", "3"])
-    return WorkLayout(tmp_path, n_folds=3)  # demo.yaml's split
-
-
-def tiny(extra=()):
-    return load_config(CONFIG_DIR / "demo.yaml", TINY + list(extra))
-
-
-def inputs_of(demo_input, work):
-    return FoldInputs.load(InputLayout(demo_input), work)
+from tests.tiny_training import TINY, experiment, inputs_of, tiny
 
 
 def run(demo_input, work, extra=(), resume=False, force=False):
-    return training.train_fold(tiny(extra), InputLayout(demo_input), inputs_of(demo_input, work), 0, resume=resume,
-                               force=force)
-
-
-def experiment(work, extra=()):
-    """Overrides that change training make their own experiment (demo-<digest>)."""
-    return work.experiment(tiny(extra).name)
+    """Fold 0 as the train stage takes it: None when it is up to date (skipped), else its best score."""
+    config, inputs = tiny(extra), inputs_of(demo_input, work)
+    if not force and not untrained_folds(work.experiment(config.name), [0], inputs.identity(config)):
+        return None
+    return training.train_fold(config, InputLayout(demo_input), inputs, 0, resume=resume, force=force)
 
 
 def interrupt_after(monkeypatch, epochs: int) -> None:
@@ -192,152 +171,11 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(demo_input
     assert exp.last_checkpoint(0).read_bytes() == before
 
 
-def torchrun(work, demo_input, *extra):
-    """`torchrun --nproc_per_node=2 -m pipeline.train --fold all` on the CPU (2 processes, 1 thread each)."""
-    env = {**os.environ, "TGS_LOCKED_WORKDIR": str(work.root.resolve())}  # this test process holds the lock
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "pipeline.train", "--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "all",
-                           "--resume", "--input", str(demo_input), "--workdir", str(work.root), *TINY, *extra],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
-
-
-def test_torchrun_ranks_share_the_folds(demo_input, work):
-    result = torchrun(work, demo_input, "train.epochs=1")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "rank 0 of 2 on cpu: fold 0, fold 2" in result.stdout and "rank 1 of 2 on cpu: fold 1" in result.stdout
-    exp = experiment(work, ["train.epochs=1"])
-    assert all(exp.done_marker(fold).exists() for fold in range(3))
-
-
-def test_torchrun_trains_one_fold_with_ddp_when_processes_outnumber_folds(demo_input, work):
-    result = torchrun(work, demo_input, "train.epochs=2", "--fold", "1")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "rank 0 of 2 on cpu: fold 1 (DDP, process 1 of 2)" in result.stdout
-    assert "rank 1 of 2 on cpu: fold 1 (DDP, process 2 of 2)" in result.stdout
-    exp = experiment(work, ["train.epochs=2"])
-    assert read_json(exp.done_marker(1))["processes"] == 2 and not exp.done_marker(0).exists()
-    assert pd.read_csv(exp.log_csv(1))["epoch"].tolist() == [0, 1]  # one log, written by the leader
-    assert result.stdout.count("fold 1 epoch 2/2") == 1
-    best = load_checkpoint(exp.best_checkpoint(1))
-    model = build_model(load_config(CONFIG_DIR / "demo.yaml", TINY + ["train.epochs=2"]).model, 1, pretrained=False)
-    model.load_state_dict(best["model"])  # the leader's weights, saved unwrapped from DDP
-
-
-@pytest.mark.parametrize("world, folds, expected", [(2, 1, [[0, 1]]), (3, 2, [[0, 2], [1]]), (4, 2, [[0, 2], [1, 3]])])
-def test_processes_beyond_the_folds_join_a_fold_group(world, folds, expected):
-    assert fold_members(world, folds) == expected
-
-
-def test_a_batch_split_over_a_group_is_shared_out_whole(demo_input, work):
-    config = load_config(CONFIG_DIR / "demo.yaml", TINY + ["train.gpu_augment=true", "augment.hflip.p=0"])
-    images = np.arange(16 * 101 * 101, dtype=np.uint8).reshape(16, 101, 101)
-    masks, depths = np.zeros((16, 101, 101), np.uint8), np.zeros(16, np.float32)
-
-    def first_batch(shard):
-        batches = DeviceBatches(images, depths, masks, config, torch.device("cpu"), torch.Generator().manual_seed(3),
-                                shard)
-        return next(iter(batches))[0]
-
-    whole, halves = first_batch((0, 1)), [first_batch((k, 2)) for k in range(2)]
-    assert torch.equal(halves[0], whole[0::2]) and torch.equal(halves[1], whole[1::2])
-
-
-def test_a_failed_rank_stops_the_job(demo_input, work):
-    exp = experiment(work, ["train.epochs=2"])
-    exp.fold_dir(1).mkdir(parents=True)
-    exp.last_checkpoint(1).write_bytes(b"damaged")  # rank 1's only fold cannot resume
-    result = torchrun(work, demo_input, "train.epochs=2")
-    assert result.returncode != 0
-    assert f"checkpoint {exp.last_checkpoint(1)} is damaged" in result.stderr
-    assert not exp.done_marker(1).exists()
-
-
-@pytest.mark.parametrize("world, expected", [(1, [[0, 1, 2, 3, 4]]), (2, [[0, 2, 4], [1, 3]]), (5, [[f] for f in range(5)]),
-                                             (7, [[0], [1], [2], [3], [4], [], []])])
-def test_ranks_take_every_fold_once(world, expected):
-    assert [Rank(r, world).share([0, 1, 2, 3, 4]) for r in range(world)] == expected
-
-
-def test_each_rank_gets_its_gpu_and_a_share_of_the_cores(monkeypatch, gpu_machine):
-    monkeypatch.setenv("RANK", "3")
-    monkeypatch.setenv("WORLD_SIZE", "4")
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    rank = Rank.from_env()
-    assert rank == Rank(3, 4, 1, 2)
-    gpu_machine(["Tesla T4", "Tesla T4"])
-    chosen = []
-    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
-    assert rank.device() == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]
-    threads = torch.get_num_threads()
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    try:
-        rank.limit_threads()
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_a_rejected_config_writes_nothing(demo_input, work):
     with pytest.raises(PipelineError, match="train.epochs"):
         train.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "0", "--input", str(demo_input),
                     "--workdir", str(work.root), "train.epochs=0"])
     assert not (work.root / "experiments").exists()
-
-
-def test_fold_data_drops_blank_images_from_training_only(demo_input, work):
-    train_set = load_train(InputLayout(demo_input))
-    split = read_folds(work, train_set.ids)["fold"].to_numpy()
-    kept, dropped = fold_data(train_set, split, 0, False), fold_data(train_set, split, 0, True)
-    blank = train_set.images.reshape(len(split), -1).std(1) == 0
-    assert len(kept.fit) - len(dropped.fit) == (blank & (split != 0)).sum() > 0
-    assert len(kept.val) == len(dropped.val) == (split == 0).sum()
-    with pytest.raises(PipelineError, match="fold 7 is not in the split"):
-        fold_data(train_set, split, 7, False)
-
-
-def test_fold_argument_takes_a_number_a_list_or_all(tmp_path):
-    work = WorkLayout(tmp_path)
-    assert fold_list("2", work) == [2] and fold_list("3,0,3", work) == [0, 3]
-    with pytest.raises(PipelineError, match="pipeline.folds"):
-        fold_list("all", work)
-    with pytest.raises(PipelineError, match="--fold must be"):
-        fold_list("first", work)
-
-
-def test_spread_deals_items_over_devices_in_threads_and_keeps_their_order():
-    seen, both_started = [], threading.Barrier(2, timeout=30)
-
-    def work(item, device):
-        seen.append((item, device, threading.get_ident()))
-        if item < 2:
-            both_started.wait()  # the first items of both devices run at the same time, or this times out
-        return item * 10
-
-    assert spread([0, 1, 2, 3, 4], ["gpu0", "gpu1"], work) == [0, 10, 20, 30, 40]
-    assert sorted((item, device) for item, device, _ in seen) == [
-        (0, "gpu0"), (1, "gpu1"), (2, "gpu0"), (3, "gpu1"), (4, "gpu0")]
-    assert len({thread for *_, thread in seen}) == 2
-
-
-def test_predict_over_two_devices_equals_one(demo_input, work, monkeypatch):
-    extra = ["train.epochs=1"]
-    train.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "all", "--input", str(demo_input),
-                "--workdir", str(work.root), *TINY, *extra])
-    args = ["--config", str(CONFIG_DIR / "demo.yaml"), "--input", str(demo_input), "--workdir", str(work.root),
-            *TINY, *extra]
-    predict.main(args)
-    exp = experiment(work, extra)
-    one = load_probs(exp.test_probs)
-    used = []
-    monkeypatch.setattr(predict, "local_devices", lambda: [torch.device("cpu"), torch.device("cpu")])
-    monkeypatch.setattr(predict, "spread", lambda items, devices, work: used.append(len(devices)) or spread(
-        items, devices, work))
-    predict.main(args + ["--force"])
-    two = load_probs(exp.test_probs)
-    assert used == [2]
-    assert np.abs(two.levels.astype(int) - one.levels.astype(int)).max() <= 1  # sums in another order
-    assert np.allclose(two.salt_prob, one.salt_prob, atol=1e-6) if one.salt_prob is not None else two.salt_prob is None
 
 
 def test_the_gpu_recipe_runs_at_tiny_scale_from_a_start_weights_file(demo_input, work, tmp_path):

@@ -4,7 +4,7 @@ import pandas as pd
 from pipeline.lib import analysis
 from pipeline.lib.config import TuneConfig
 from pipeline.lib.paths import WorkLayout
-from pipeline.lib.store import Probs, to_levels
+from pipeline.lib.probs import Probs, to_levels
 from pipeline.lib.tuning import search, tune
 
 SECTION = TuneConfig(thresholds={"start": 0.2, "stop": 0.8, "num": 61}, min_areas=[0, 30], empty_cuts=[None, 0.5])
@@ -91,3 +91,35 @@ def test_tune_writes_the_per_image_table_and_its_pictures(tmp_path):
     assert result["analysis"]["errors"]["false_salt"]["images"] == (frame["error"] == "false_salt").sum()
     for png in (exp.val_overlay_png, exp.coverage_png, exp.threshold_png):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def full_salt_case(n_full: int):
+    """The synthetic set plus `n_full` fully salted tiles whose mask map is confident while the image head says
+    "no salt" (as it does on texture-less salt), and false salt on empty images that the head's cut must empty."""
+    truth, probs = synthetic()
+    head = truth.reshape(len(truth), -1).any(1).astype(np.float32) * 0.8 + 0.1
+    for i in range(0, 60, 3):  # every empty image has a large false body: only the head's cut empties them
+        probs[i, 30:70, 30:70] = 0.9
+    full = np.ones((n_full, 101, 101), bool)
+    return (np.concatenate([truth, full]), np.concatenate([probs, np.full((n_full, 101, 101), 0.9)]),
+            np.concatenate([head, np.full(n_full, 0.2, np.float32)]))
+
+
+def test_near_full_masks_overrule_the_head_only_above_noise():
+    section = SECTION.model_copy(update={"full_keeps": [None, 0.5, 0.9], "rules_min_images": 5})
+    truth, probs, head = full_salt_case(12)
+    decision, score, seen = search(Probs(np.arange(len(truth)).astype(str), to_levels(probs), head), truth, section)
+    assert decision.empty_cut == 0.5 and decision.full_keep in (0.5, 0.9) and score == 1.0
+    assert seen["full_keep"]["kept"] and seen["full_keep"]["images"] == 12
+    truth, probs, head = full_salt_case(3)  # three images are no evidence: the rule is tried, not kept
+    decision, score, seen = search(Probs(np.arange(len(truth)).astype(str), to_levels(probs), head), truth, section)
+    assert decision.full_keep is None and not seen["full_keep"]["kept"] and seen["full_keep"]["gain"] > 0
+
+
+def test_a_decision_reads_back_and_says_itself():
+    from pipeline.lib.postprocess import Decision
+    full = Decision(0.45, 40, 0.6, ("carry_down",), 0.9)
+    assert Decision.from_dict(full.to_dict()) == full
+    assert "full_keep" not in Decision(0.5).to_dict() and "rules" not in Decision(0.5).to_dict()
+    assert full.describe() == ("threshold 0.450, min area 40, head cut 0.60 unless the mask covers 90%, "
+                               "neighbour rules carry_down")

@@ -1,11 +1,14 @@
-"""Arguments every stage shares: where the data is and where outputs go."""
+"""What every stage shares: its arguments (where the data is and where outputs go) and its lifecycle
+(`run_stage`: one-line errors, the lock released, subnormals flushed)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from . import paths
 from .archives import unpacked
-from .lock import lock_workdir
+from .errors import PipelineError, os_error
+from .lock import lock_workdir, release_all
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -27,3 +30,24 @@ def layouts(args: argparse.Namespace, lock: bool = True,
     if lock:
         lock_workdir(work.root)
     return unpacked(paths.InputLayout(paths.input_dir(args.input)), work.unpacked_dir), work
+
+
+def run_stage(main, argv=None) -> None:
+    """Run a stage's `main(argv)`; an expected failure prints `error: ...` and exits with status 2. Subnormal
+    floats count as zero in a stage that loaded torch at import (one that runs models: `runtime.flush_denormals`)."""
+    if "torch" in sys.modules:  # a stage that runs no model (status) does not load torch to set it
+        from .runtime import flush_denormals
+        flush_denormals()
+    try:
+        main(argv)
+    except PipelineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # one the stage did not turn into words itself
+        print(f"error: {os_error(err)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        release_all()

@@ -181,6 +181,9 @@ class TuneConfig(Section):
     thresholds: ThresholdGrid = ThresholdGrid()
     min_areas: list[int] = Field([0, 10, 20, 40, 80, 160, 240, 320], min_length=1)
     empty_cuts: list[Optional[float]] = Field([None, 0.3, 0.4, 0.5, 0.6, 0.7], min_length=1)
+    # fractions of the image a mask must cover to be kept when the head's cut would empty it (null: never);
+    # kept only when it raises the out-of-fold mAP above noise on at least rules_min_images images
+    full_keeps: list[Optional[float]] = Field([None, 0.5, 0.7, 0.8, 0.9, 0.95], min_length=1)
     # neighbour rules tune tries on the mosaic (mosaic/mosaic.csv), keeping those that raise the CV; [] for none
     neighbour_rules: list[Name(NEIGHBOUR_RULES)] = list(NEIGHBOUR_RULES)
     rules_min_images: int = Field(10, ge=1)  # a rule is kept only if it changes at least this many images
@@ -198,6 +201,13 @@ class TuneConfig(Section):
         if any(c is not None and not 0 < c < 1 for c in cuts):
             raise ValueError("each cut is null (no cut) or a probability between 0 and 1")
         return cuts
+
+    @field_validator("full_keeps")
+    @classmethod
+    def keeps(cls, keeps):
+        if any(k is not None and not 0 < k <= 1 for k in keeps):
+            raise ValueError("each is null (never) or a fraction of the image above 0, at most 1")
+        return keeps
 
 
 class Config(Section):
@@ -291,14 +301,17 @@ def merge(base: dict, update: dict, schema: type[BaseModel]) -> dict:
 
 
 def layered(path: Path, seen: tuple = ()) -> dict:
-    """The chain of `base:` files (each relative to the file naming it), then this file, as raw data."""
+    """The chain of `base:` files (each relative to the file naming it, else a shipped config by name, so a
+    config of one's own may say `base: cpu.yaml`), then this file, as raw data."""
     if path.resolve() in seen:
         raise PipelineError(f"config {path} is its own base (through {', '.join(p.name for p in seen)})")
     raw = read_yaml(path)
     base = raw.pop("base", None)
     if base is None:
         return raw
-    return merge(layered(path.parent / str(base), seen + (path.resolve(),)), raw, Config)
+    beside = path.parent / str(base)
+    return merge(layered(beside if beside.is_file() else config_file(str(base)), seen + (path.resolve(),)), raw,
+                 Config)
 
 
 def parse_override(text: str) -> dict:

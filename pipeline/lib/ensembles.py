@@ -3,7 +3,7 @@ probabilities are averaged fold by fold, then tuned and submitted as one experim
 
     # pipeline/configs/ensembles/cpu-two-seeds.yaml
     ensemble:
-      combine: mean                  # the one way so far: the members' probabilities averaged
+      combine: mean                  # or weighted: weights tuned on out-of-fold predictions (lib/blend.py)
       members:
         - config: cpu.yaml
         - config: cpu.yaml
@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .blend import COMBINE
 from .config import load_config, read_yaml
 from .errors import PipelineError
 from .paths import checked_name, config_file
 
-COMBINE = ("mean",)
 
 
 @dataclass(frozen=True)

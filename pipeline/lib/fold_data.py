@@ -14,7 +14,7 @@ from .errors import PipelineError
 from .folds import read_folds, split_digest
 from .identity import digest, training_sections
 from .paths import ExperimentLayout, InputLayout, WorkLayout
-from .records import fold_identity, is_trained
+from .records import fold_identity
 
 
 @dataclass
@@ -78,17 +78,6 @@ class FoldInputs:
         if key not in self.identities:
             self.identities[key] = fold_identity(config, self.work, self.train.digest, self.split_digest)
         return self.identities[key]
-
-    def is_trained(self, config, fold: int) -> bool:
-        """`records.is_trained` for this config's fold: raises for a fold trained on other inputs."""
-        return is_trained(self.work.experiment(config.name), fold, self.identity(config))
-
-    def require_trained(self, config, folds: list[int]) -> None:
-        """Every fold of `folds` trained for exactly this config, data and split, or one line naming the first."""
-        for fold in folds:
-            if not self.is_trained(config, fold):
-                raise PipelineError(f"fold {fold} of '{config.name}' is not trained; run "
-                                    f"`python -m pipeline.train --config ... --fold {fold}` first")
 
     def fold_data(self, fold: int, drop_blank: bool, pseudo: "Images | None" = None) -> "FoldData":
         return fold_data(self.train, self.split, fold, drop_blank, pseudo)

@@ -16,17 +16,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import analysis
 from .checkpoints import fold_weights, model_from_checkpoint
 from .config import Config, DataConfig
 from .dataset import SaltDataset, is_blank
 from .distributed import shows_progress
 from .fold_data import FoldInputs
-from .store import Probs, to_levels
+from .probs import Probs, to_levels
 from .geometry import from_canvas, tta_logits
-from .postprocess import masks_from_probs
 from .runtime import Precision, memory_format
-from .tuning import search
 
 
 @dataclass
@@ -110,9 +107,8 @@ class Predictor:
 
 def fold_predictor(inputs: FoldInputs, config: Config, fold: int, device: torch.device) -> Predictor:
     """The fold's models as predict uses them (best checkpoint, or its snapshots with predict.use_snapshots),
-    once the fold is known to be trained for exactly this config on these inputs (its done.json: the one
-    check that weights are this experiment's). Models are rebuilt from their checkpoints alone."""
-    inputs.require_trained(config, [fold])
+    for a fold the caller has found trained for exactly this config on these inputs (`records.require_trained`:
+    the one check that weights are this experiment's). Models are rebuilt from their checkpoints alone."""
     files = fold_weights(inputs.work.experiment(config.name), fold, config.predict.use_snapshots)
     return Predictor([model_from_checkpoint(path)[0] for path in files], InferenceSettings.of(config, device))
 
@@ -124,14 +120,3 @@ def out_of_fold(inputs: FoldInputs, config: Config, fold: int, device: torch.dev
     train = inputs.train
     prediction = predictor(train.images[val], train.depths[val], f"fold {fold} out-of-fold")
     return Probs(train.ids[val], to_levels(prediction.probs), prediction.salt_prob), predictor
-
-
-def tuned_score(inputs: FoldInputs, config: Config, folds: list[int], device: torch.device) -> dict:
-    """`tuned_mAP`: the mAP of the folds' pooled out-of-fold predictions (made as predict makes them) under one
-    tuned decision, and the mAP lost on empty images, small masks and the rest (`analysis.points_by_size`)."""
-    oof = Probs.concat([out_of_fold(inputs, config, fold, device)[0] for fold in folds])
-    order = np.concatenate([np.flatnonzero(inputs.split == fold) for fold in folds])  # the rows stacked above
-    truth = inputs.train.masks[order]
-    decision, score, _ = search(oof, truth, config.tune)
-    frame = analysis.per_image(oof.ids, inputs.split[order], truth, masks_from_probs(oof, decision), oof.salt_prob)
-    return {"tuned_mAP": round(score, 4), **analysis.points_by_size(frame)}

@@ -85,9 +85,7 @@ def username(api) -> str:
 
 def message(name: str, cv: float | None, decision, text: str) -> str:
     cv_text = f"CV {cv:.4f}" if cv is not None else "CV untuned"
-    cut = "" if decision.empty_cut is None else f", head cut {decision.empty_cut:.2f}"
-    return f"{name}: {cv_text}, threshold {decision.threshold:.3f}, min area {decision.min_area}{cut}" + (
-        f" - {text}" if text else "")
+    return f"{name}: {cv_text}, {decision.describe()}" + (f" - {text}" if text else "")
 
 
 def submit_csv(api, csv: Path, text: str) -> dict:

@@ -19,6 +19,7 @@ from .config import load_config
 from .errors import PipelineError
 from .identity import changes, describe
 from .paths import ExperimentLayout, WorkLayout
+from .postprocess import Decision
 from .store import read_json
 
 COLUMNS = ["experiment", "kind", "cv", "cv_at_0.5", "fold_mean", "fold_std", "decision", "epochs",
@@ -36,11 +37,10 @@ class Entry:
 
 
 def experiment_names(work: WorkLayout) -> list[str]:
-    root = work.root / "experiments"
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and
-                   ((p / "config.yaml").is_file() or (p / "predict.json").is_file())) if root.is_dir() else []
+    names = work.experiment_names()
     if not names:
-        raise PipelineError(f"no experiments in {root}; train one first (bash run.sh, or python -m pipeline.train)")
+        raise PipelineError(f"no experiments in {work.experiments_dir}; train one first (bash run.sh, or "
+                            "python -m pipeline.train)")
     return names
 
 
@@ -58,7 +58,7 @@ def read_record(path: Path, problems: list[str]) -> dict:
 
 def check_probs(exp: ExperimentLayout, problems: list[str]) -> None:
     """Each stored probability file opens (its zip directory is whole): a damaged one is named."""
-    for path in sorted(exp.root.glob("fold_*/oof_probs.npz")) + [exp.test_probs]:
+    for path in [exp.oof_probs(fold) for fold in exp.folds_on_disk()] + [exp.test_probs]:
         if path.is_file():
             try:
                 with zipfile.ZipFile(path) as archive:
@@ -71,19 +71,33 @@ def tune_columns(tuned: dict) -> dict:
     if not tuned:
         return {}
     folds = np.array(list(tuned.get("fold_scores", {}).values()), float)
-    d = tuned.get("decision", {})
-    cut = "" if d.get("empty_cut") is None else f", head cut {d['empty_cut']}"
     return {"cv": tuned.get("cv_score"), "cv_at_0.5": tuned.get("cv_score_at_0.5"),
             "fold_mean": round(float(folds.mean()), 4) if len(folds) else None,
             "fold_std": round(float(folds.std()), 4) if len(folds) else None,
-            "decision": f"threshold {d.get('threshold')}, min area {d.get('min_area')}{cut}" if d else ""}
+            "decision": decision_words(tuned.get("decision"))}
+
+
+def made_of(record: dict) -> str:
+    """What an ensemble is made of, from its record: 'mean of a, b', or 'weighted of a, b (test weights 0.6, 0.4)'."""
+    identity = record.get("identity", {})
+    weights = record.get("weights", {}).get("test")
+    return (f"{identity.get('combine', 'mean')} of " + ", ".join(identity.get("members", {}))
+            + (f" (test weights {', '.join(map(str, weights))})" if weights else ""))
+
+
+def decision_words(stored) -> str:
+    """A stored decision in words; '' for none or a damaged one (the record's own problem is said elsewhere)."""
+    try:
+        return Decision.from_dict(stored).describe() if stored else ""
+    except (KeyError, TypeError, ValueError):
+        return ""
 
 
 def training_columns(exp: ExperimentLayout, problems: list[str]) -> dict:
     """Epochs, minutes, start weights and precision from the folds' done.json and log.csv."""
-    done = [read_record(path, problems) for path in sorted(exp.root.glob("fold_*/done.json"))]
+    done = [read_record(exp.done_marker(fold), problems) for fold in exp.folds_on_disk()]
     minutes = 0.0
-    for log in sorted(exp.root.glob("fold_*/log.csv")):
+    for log in filter(Path.is_file, map(exp.log_csv, exp.folds_on_disk())):
         try:
             minutes += float(pd.read_csv(log)["seconds"].sum()) / 60
         except (pd.errors.ParserError, pd.errors.EmptyDataError, KeyError, UnicodeDecodeError):
@@ -144,8 +158,7 @@ def entry(work: WorkLayout, name: str, data) -> Entry:
     if not ensemble:
         row.update(training_columns(exp, item.problems), changed=changed_against_file(exp, item.problems))
     else:  # what it is made of, in the column that says what an experiment changed
-        row["changed"] = "mean of " + ", ".join(read_record(exp.predict_json, item.problems).get("identity", {})
-                                                .get("members", {}))
+        row["changed"] = made_of(read_record(exp.predict_json, item.problems))
     row["state"] = "; ".join(item.problems) if item.problems else (summarise(states) if states else "unknown")
     item.row = {column: row.get(column) for column in COLUMNS}
     return item

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .store import LEVELS, to_levels
+from .probs import LEVELS, to_levels
 
 IOU_STEPS = np.arange(10, 20)  # IoU thresholds k / 20
 

@@ -29,6 +29,11 @@ SPLITS = ("coverage", "mosaic")  # stratified by coverage; the same, each mosaic
 MOSAIC_PICTURES = 6  # the largest mosaics drawn
 
 
+def kaggle_submission() -> Path:
+    """Where a kernel's "Submit" takes the submission from."""
+    return KAGGLE_WORKING / "submission.csv"
+
+
 def home() -> Path:
     """The default root of input/ and the outputs: the checkout when the code runs from one, else (an
     installed package) the current folder."""
@@ -173,17 +178,29 @@ class WorkLayout:
         return self.cache_dir / "input"
 
     @property
+    def experiments_dir(self) -> Path:
+        """One folder per experiment (and ensemble), and the tables and page that compare them."""
+        return self.root / "experiments"
+
+    def experiment_names(self) -> list[str]:
+        """The experiments on disk: trained (a config.yaml) or ensembled (a predict.json)."""
+        root = self.experiments_dir
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and any(
+            (ExperimentLayout(p).config_yaml.is_file(), ExperimentLayout(p).predict_json.is_file()))) \
+            if root.is_dir() else []
+
+    @property
     def leaderboard_csv(self) -> Path:
-        return self.root / "experiments" / "leaderboard.csv"
+        return self.experiments_dir / "leaderboard.csv"
 
     @property
     def leaderboard_md(self) -> Path:
-        return self.root / "experiments" / "leaderboard.md"
+        return self.experiments_dir / "leaderboard.md"
 
     @property
     def ablations_md(self) -> Path:
         """`pipeline.ablate`'s table: each config against its base, fold scores and the k-fold CV."""
-        return self.root / "experiments" / "ablations.md"
+        return self.experiments_dir / "ablations.md"
 
     @property
     def lock_file(self) -> Path:
@@ -218,10 +235,10 @@ class WorkLayout:
     @property
     def report_html(self) -> Path:
         """Every experiment on one self-contained page (pictures embedded)."""
-        return self.root / "experiments" / "report.html"
+        return self.experiments_dir / "report.html"
 
     def experiment(self, name: str) -> "ExperimentLayout":
-        return ExperimentLayout(self.root / "experiments" / checked_name(name))
+        return ExperimentLayout(self.experiments_dir / checked_name(name))
 
     def submission_csv(self, name: str) -> Path:
         return self.root / "submissions" / f"{checked_name(name)}.csv"
@@ -244,6 +261,11 @@ class ExperimentLayout:
 
     def fold_dir(self, fold: int) -> Path:
         return self.root / f"fold_{fold}"
+
+    def folds_on_disk(self) -> list[int]:
+        """The folds that have a folder here, trained or not."""
+        return sorted(int(p.name.split("_")[1]) for p in self.root.glob("fold_*")
+                      if p.is_dir() and p.name.split("_")[1].isdigit())
 
     def last_checkpoint(self, fold: int) -> Path:
         return self.fold_dir(fold) / "last.pt"

@@ -54,7 +54,7 @@ def threshold_curve(thresholds, curves: dict, decision, path: Path, title: str) 
     """mAP vs threshold without post-processing and with the chosen minimum area / head cut."""
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(thresholds, curves["plain"], label="threshold only")
-    ax.plot(thresholds, curves["chosen"], label=f"min area {decision.min_area}, head cut {decision.empty_cut}")
+    ax.plot(thresholds, curves["chosen"], label=decision.describe().split(", ", 1)[-1] or "chosen")
     ax.axvline(decision.threshold, color="red", linestyle="--", label=f"chosen {decision.threshold:.3f}")
     ax.set_xlabel("threshold")
     ax.set_ylabel("out-of-fold mAP")

@@ -1,4 +1,5 @@
-"""Turning probability maps into masks: the threshold and the two optional rules tuned with it."""
+"""Turning probability maps into masks: the threshold and the optional rules tuned with it (minimum area, the
+image head's cut, and the near-full masks that overrule the cut)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -8,7 +9,8 @@ import numpy as np
 from .errors import PipelineError
 from .metric import binarize
 from .paths import ExperimentLayout
-from .store import Probs, read_json
+from .store import read_json
+from .probs import Probs
 
 
 @dataclass(frozen=True)
@@ -17,32 +19,47 @@ class Decision:
     min_area: int = 0  # a predicted mask with fewer pixels is emptied
     empty_cut: float | None = None  # emptied when the image head's P(salt) is below this
     rules: tuple[str, ...] = ()  # neighbour rules (lib/neighbours.py) applied after the three above
+    # a mask covering at least this fraction of its image is kept though the head's cut would empty it: the head
+    # mistakes texture-less, fully salted tiles for empty ones (docs/results.md)
+    full_keep: float | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["rules"] = list(self.rules)
-        if not self.rules:  # a decision without rules reads as it did before they existed (records stay valid)
-            del out["rules"]
+        for key, unset in (("rules", []), ("full_keep", None)):  # a decision without them reads as it did
+            if out[key] == unset:  # before they existed (records stay valid)
+                del out[key]
         return out
+
+    def describe(self) -> str:
+        """The decision in words, as every stage, message and page says it."""
+        cut = "" if self.empty_cut is None else f", head cut {self.empty_cut:.2f}"
+        keep = "" if self.full_keep is None else f" unless the mask covers {self.full_keep:.0%}"
+        rules = f", neighbour rules {', '.join(self.rules)}" if self.rules else ""
+        return f"threshold {self.threshold:.3f}, min area {self.min_area}{cut}{keep}{rules}"
 
     @classmethod
     def from_dict(cls, d: dict) -> "Decision":
-        return cls(float(d["threshold"]), int(d.get("min_area", 0)),
-                   None if d.get("empty_cut") is None else float(d["empty_cut"]), tuple(d.get("rules", ())))
+        optional = lambda key: None if d.get(key) is None else float(d[key])  # noqa: E731
+        return cls(float(d["threshold"]), int(d.get("min_area", 0)), optional("empty_cut"), tuple(d.get("rules", ())),
+                   optional("full_keep"))
 
 
-def emptied(pred_area: np.ndarray, salt_prob: np.ndarray | None, decision: Decision) -> np.ndarray:
-    """Which predictions the rules empty, for areas of any shape (leading axis = images)."""
+def emptied(pred_area: np.ndarray, salt_prob: np.ndarray | None, decision: Decision, pixels: int) -> np.ndarray:
+    """Which predictions the rules empty, for areas of any shape (leading axis = images; `pixels` per image)."""
     out = pred_area < decision.min_area
     if decision.empty_cut is not None and salt_prob is not None:
         cut = (salt_prob < decision.empty_cut).reshape((-1,) + (1,) * (np.ndim(pred_area) - 1))
+        if decision.full_keep is not None:
+            cut = cut & (pred_area < decision.full_keep * pixels)
         out = out | cut
     return out
 
 
 def masks_from_probs(probs: Probs, decision: Decision) -> np.ndarray:
     masks = binarize(probs.levels, decision.threshold)
-    masks[emptied(masks.reshape(len(masks), -1).sum(1), probs.salt_prob, decision)] = False
+    flat = masks.reshape(len(masks), -1)
+    masks[emptied(flat.sum(1), probs.salt_prob, decision, flat.shape[1])] = False
     return masks
 
 

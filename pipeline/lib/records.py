@@ -13,7 +13,7 @@ Every cheap stage goes through one `Stage` (its record, identity and outputs): b
 or work), write the outputs, finish (the record, last). `status` and the leaderboard build the same Stages.
 
 Cheap stages redo their work when the record differs from now; a trained fold that differs is never
-reused (see `is_trained`).
+reused (see `untrained_folds`).
 """
 from __future__ import annotations
 
@@ -70,9 +70,11 @@ def tune_identity(exp: ExperimentLayout, section, mosaic_record: Path) -> dict:
     return identity
 
 
-def ensemble_identity(members: list[ExperimentLayout]) -> dict:
-    """An ensemble's predictions are made from its members' (their predict.json records)."""
-    return {"members": {exp.root.name: record_digest(exp.predict_json) for exp in members}}
+def ensemble_identity(members: list[ExperimentLayout], combine: str = "mean") -> dict:
+    """An ensemble's predictions are made from its members' (their predict.json records) and how they are
+    combined (the mean is not named, so records written before there was a choice stay valid)."""
+    identity = {"members": {exp.root.name: record_digest(exp.predict_json) for exp in members}}
+    return identity if combine == "mean" else {**identity, "combine": combine}
 
 
 @dataclass(frozen=True)
@@ -153,16 +155,30 @@ def say(stage: str, status: tuple[str, list[str]]) -> None:
     print(f"{stage}: {word}" + (f": {describe(changed)}" if changed else ""), flush=True)
 
 
-def is_trained(exp: ExperimentLayout, fold: int, identity: dict) -> bool:
-    """True when the fold is trained for exactly these inputs, False when it is not trained. A fold trained
-    for other inputs raises an error naming what changed: its weights must never be reused or mixed."""
-    word, changed = state(exp.done_marker(fold), identity)
-    if word == "stale":
-        only_config = all("." in change for change in changed)  # config keys look like train.lr
-        way = ("retrain it with --force, or give the changed config a new file name (a new experiment)"
-               if only_config else "retrain it with --force")
-        raise PipelineError(f"fold {fold} of '{exp.root.name}' was trained with other inputs ({describe(changed)}); {way}")
-    return word == "up to date"
+def untrained_folds(exp: ExperimentLayout, folds: list[int], identity: dict) -> list[int]:
+    """The one answer to "is this fold trained?": the folds of `folds` not trained for exactly these inputs
+    (`identity`: `FoldInputs.identity`). A fold trained for other inputs raises an error naming what changed:
+    its weights must never be reused or mixed."""
+    untrained = []
+    for fold in folds:
+        word, changed = state(exp.done_marker(fold), identity)
+        if word == "stale":
+            only_config = all("." in change for change in changed)  # config keys look like train.lr
+            way = ("retrain it with --force, or give the changed config a new file name (a new experiment)"
+                   if only_config else "retrain it with --force")
+            raise PipelineError(f"fold {fold} of '{exp.root.name}' was trained with other inputs "
+                                f"({describe(changed)}); {way}")
+        if word != "up to date":
+            untrained.append(fold)
+    return untrained
+
+
+def require_trained(exp: ExperimentLayout, folds: list[int], identity: dict) -> None:
+    """Every fold of `folds` trained for exactly these inputs, or one line naming the first that is not."""
+    untrained = untrained_folds(exp, folds, identity)
+    if untrained:
+        raise PipelineError(f"fold {untrained[0]} of '{exp.root.name}' is not trained; run "
+                            f"`python -m pipeline.train --config ... --fold {untrained[0]}` first")
 
 
 def write_record(path: Path, identity: dict, **facts) -> None:
@@ -201,8 +217,9 @@ def experiment_states(config, inputs, test_digest: str, decision, sample_ids: li
 
 
 def ensemble_states(exp: ExperimentLayout, members: list[ExperimentLayout], tune_section, decision,
-                    sample_ids: list[str], csv: Path, mosaic_record: Path) -> dict[str, tuple[str, list[str]]]:
-    """An ensemble's (submit --experiments a,b): its averaged predictions, their tuning, its submission."""
-    return {"predict": Stage("ensemble", exp.predict_json, ensemble_identity(members)).state(),
+                    sample_ids: list[str], csv: Path, mosaic_record: Path,
+                    combine: str = "mean") -> dict[str, tuple[str, list[str]]]:
+    """An ensemble's (submit --experiments a,b): its combined predictions, their tuning, its submission."""
+    return {"predict": Stage("ensemble", exp.predict_json, ensemble_identity(members, combine)).state(),
             "tune": tune_stage(exp, tune_section, mosaic_record).state(),
             "submit": submit_stage(exp, decision, sample_ids, csv, mosaic_record).state()}

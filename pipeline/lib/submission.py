@@ -10,7 +10,8 @@ from . import rle
 from .data import read_csv
 from .errors import PipelineError
 from .paths import InputLayout
-from .store import Probs, atomic_path
+from .store import atomic_path
+from .probs import Probs
 
 
 def sample_ids(layout: InputLayout) -> list[str]:

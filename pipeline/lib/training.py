@@ -41,7 +41,8 @@ from .records import write_record
 from .runtime import (Precision, make_optimizer, memory_format, pick_device, rng_state, seed_everything,
                       set_deterministic, set_rng_state)
 from .schedule import Schedule
-from .store import Probs, atomic_path, to_levels
+from .store import atomic_path
+from .probs import Probs, to_levels
 from .tuning import search, untuned
 
 LOG_COLUMNS = ["epoch", "loss_name", "train_loss", "val_bce", "lr", "score_05", "score_best", "best_threshold",
@@ -314,24 +315,15 @@ def check_batch(batch_size: int, group: FoldGroup, fold: int, images: int) -> No
         raise PipelineError(f"train.batch_size {batch_size} exceeds the {images} training images")
 
 
-def pending_folds(config: Config, inputs: FoldInputs, folds: list[int], force: bool) -> list[int]:
-    """The folds of `folds` that `train_fold` would train; a fold trained for other inputs is an error
-    unless `force`."""
-    return folds if force else [fold for fold in folds if not inputs.is_trained(config, fold)]
-
-
 def train_fold(config: Config, layout: InputLayout, inputs: FoldInputs, fold: int, resume: bool = False,
-               force: bool = False, device: torch.device | None = None, group: FoldGroup = ALONE) -> float | None:
-    """Train one fold; returns its best validation mAP, or None when it was already trained for exactly
-    these inputs. A fold trained (or half-trained) for other inputs is an error unless `force`. In a
-    `group`, every member calls this; the leader alone writes."""
+               force: bool = False, device: torch.device | None = None, group: FoldGroup = ALONE) -> float:
+    """Train one fold that `records.untrained_folds` named (the caller asks, once), or any fold with `force`
+    (its outputs are discarded first); returns its best validation mAP. In a `group`, every member calls
+    this; the leader alone writes."""
     exp = inputs.work.experiment(config.name)
     if force and group.leader:
         shutil.rmtree(exp.fold_dir(fold), ignore_errors=True)
     group.barrier()  # the others look at the fold's files only once the leader has cleared them
-    if inputs.is_trained(config, fold):
-        print(f"fold {fold}: up to date ({exp.done_marker(fold)}); pass --force to retrain")
-        return None
     resuming = exp.last_checkpoint(fold).exists()
     if resuming and not resume:
         raise PipelineError(f"fold {fold} has a checkpoint from an earlier run ({exp.last_checkpoint(fold)}); "

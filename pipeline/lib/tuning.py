@@ -12,13 +12,14 @@ import numpy as np
 from . import analysis, plots
 from .errors import PipelineError
 from .fold_data import FoldInputs
-from .metric import grid_counts, mean_score, scores_from_counts
+from .metric import grid_counts, image_scores, mean_score, scores_from_counts
 from .mosaic import Mosaics, read_mosaics
 from .neighbours import RULES, Neighbourhood, apply, neighbourhood
 from .paths import ExperimentLayout, WorkLayout
 from .postprocess import Decision, emptied, masks_from_probs
 from .records import Stage, mosaic_made_from, tune_stage
-from .store import Probs, load_probs, write_text
+from .store import write_text
+from .probs import Probs, load_probs
 
 MIN_GAIN = 1e-4  # a neighbour rule is kept when it raises the out-of-fold mAP by more than this
 
@@ -34,24 +35,58 @@ def untuned(probs: Probs) -> Decision:
 
 
 def search(probs: Probs, truth: np.ndarray, section) -> tuple[Decision, float, dict]:
-    """Best decision over thresholds x min areas x head cuts (`section`: the config's tune section), and
-    two mAP-vs-threshold curves: 'plain' (no post-processing) and 'chosen' (the best min area and head cut)."""
+    """Best decision over thresholds x min areas x head cuts (`section`: the config's tune section), then the
+    head cut overruled for near-full masks (`full_keeps`), kept only above noise (`full_keep_trial`); and what
+    it saw: two mAP-vs-threshold curves, 'plain' (no post-processing) and 'chosen', and the full-keep trial."""
     thresholds = threshold_grid(section)
     inter, pred_area, truth_area = grid_counts(probs.levels, truth, thresholds)
+    pixels = int(np.prod(probs.levels.shape[1:]))
 
     def curve(rule: Decision) -> np.ndarray:
-        gone = emptied(pred_area, probs.salt_prob, rule)
+        gone = emptied(pred_area, probs.salt_prob, rule, pixels)
         return scores_from_counts(np.where(gone, 0, inter), np.where(gone, 0, pred_area),
                                   truth_area[:, None]).mean(0)
 
     cuts = section.empty_cuts if probs.salt_prob is not None else [None]
+    best, score, chosen = best_of(curve, thresholds, itertools.product(section.min_areas, cuts, [None]))
+    seen = {"plain": curve(Decision(0.5, 0, None)), "chosen": chosen}
+    keeps, head_cuts = [k for k in section.full_keeps if k is not None], [c for c in cuts if c is not None]
+    if keeps and head_cuts:
+        grid = itertools.product(section.min_areas, head_cuts, keeps)
+        full, full_score, full_curve = best_of(curve, thresholds, grid)
+        seen["full_keep"] = full_keep_trial(probs, truth, best, full, full_score - score, section.rules_min_images)
+        if seen["full_keep"]["kept"]:
+            best, score, seen["chosen"] = full, full_score, full_curve
+    return best, score, seen
+
+
+def best_of(curve, thresholds: np.ndarray, grid) -> tuple[Decision, float, np.ndarray]:
+    """The best decision over `grid` (min area, head cut, full keep) x thresholds, its score and its curve."""
     best, best_score, best_curve = Decision(), -1.0, None
-    for min_area, cut in itertools.product(section.min_areas, cuts):
-        scores = curve(Decision(0.5, int(min_area), cut))
+    for min_area, cut, keep in grid:
+        scores = curve(Decision(0.5, int(min_area), cut, full_keep=keep))
         k = int(np.argmax(scores))
         if scores[k] > best_score + 1e-12:
-            best, best_score, best_curve = Decision(float(thresholds[k]), int(min_area), cut), float(scores[k]), scores
-    return best, best_score, {"plain": curve(Decision(0.5, 0, None)), "chosen": best_curve}
+            best = Decision(float(thresholds[k]), int(min_area), cut, full_keep=keep)
+            best_score, best_curve = float(scores[k]), scores
+    return best, best_score, best_curve
+
+
+def full_keep_trial(probs: Probs, truth, without: Decision, full: Decision, gain: float, min_images: int) -> dict:
+    """Whether near-full masks overruling the head's cut (`full`) beat the decision `without` it above noise:
+    by more than MIN_GAIN, on at least `min_images` changed images (as a neighbour rule must)."""
+    changed = int((masks_from_probs(probs, full) != masks_from_probs(probs, without)).reshape(len(truth), -1)
+                  .any(1).sum())
+    return {"decision": full.to_dict(), "gain": round(gain, 5), "images": changed,
+            "kept": bool(gain > MIN_GAIN and changed >= min_images)}
+
+
+def full_keep_by_fold(probs: Probs, truth, split, decision: Decision, trial: dict) -> dict:
+    """The full-keep trial with its gain per fold (the fold means of the per-image score differences)."""
+    full = Decision.from_dict(trial["decision"])
+    without = replace(decision, full_keep=None) if decision.full_keep is not None else decision
+    diff = image_scores(truth, masks_from_probs(probs, full)) - image_scores(truth, masks_from_probs(probs, without))
+    return {**trial, "fold_gains": {int(f): round(float(diff[split == f].mean()), 5) for f in np.unique(split)}}
 
 
 def fold_neighbourhood(mosaics: Mosaics, ids, truth, masks, held: np.ndarray, test_masks: dict) -> Neighbourhood:
@@ -137,7 +172,8 @@ def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray,
     """Search, then the neighbour rules (with a `context`), then write the per-image scores, the pictures and,
     last, tune.json; `probs` rows align with the other arrays. `stage`: the tune stage whose record this is
     (none: a bare tune.json, for tests)."""
-    decision, cv, curves = search(probs, truth, section)
+    decision, cv, seen = search(probs, truth, section)
+    full = seen.get("full_keep")
     decision, trials, masks = neighbour_rules(probs, truth, split, decision, masks_from_probs(probs, decision), context)
     frame = analysis.per_image(probs.ids, split, truth, masks, probs.salt_prob)
     at_05 = mean_score(truth, masks_from_probs(probs, untuned(probs)))
@@ -147,7 +183,9 @@ def tune(probs: Probs, truth: np.ndarray, images: np.ndarray, split: np.ndarray,
               "images": int(len(truth)), "analysis": analysis.summary(frame)}
     if trials:
         result.update(cv_score_without_rules=round(cv, 5), neighbour_rules=trials)
-    plots.threshold_curve(threshold_grid(section), curves, decision, exp.threshold_png,
+    if full:
+        result["full_keep"] = full_keep_by_fold(probs, truth, split, replace(decision, rules=()), full)
+    plots.threshold_curve(threshold_grid(section), seen, decision, exp.threshold_png,
                           f"{exp.root.name}: out-of-fold mAP vs threshold")
     pictures(exp, frame, images, truth, probs, masks, result["analysis"])
     write_text(exp.oof_scores_csv, frame.to_csv(index=False))
@@ -173,6 +211,13 @@ def rules_line(result: dict) -> str:
             f"{result['cv_score']:.4f} with {', '.join(sorted(kept, key=list(RULES).index)) or 'none'}")
 
 
+def full_keep_line(trial: dict) -> str:
+    folds = ", ".join(f"{gain:+.4f}" for gain in trial["fold_gains"].values())
+    return (f"near-full masks kept against the head (full_keep {trial['decision']['full_keep']}): "
+            f"{trial['gain']:+.4f} on {trial['images']} images ({'kept' if trial['kept'] else 'not kept'}; "
+            f"per fold {folds})")
+
+
 def run_tune(name: str, section, layout, work: WorkLayout, force: bool = False) -> dict | None:
     """Tune experiment `name` on its stored out-of-fold probabilities (`section`: the config's tune section);
     None when tune.json is up to date for them and this section."""
@@ -187,10 +232,11 @@ def run_tune(name: str, section, layout, work: WorkLayout, force: bool = False) 
     probs = oof_probs(exp, inputs.folds).subset(train.ids)
     context = rule_context(work, exp, train, section)
     result = tune(probs, train.masks, train.images, split, section, exp, stage, context)
-    d = result["decision"]
-    print(f"CV mAP {result['cv_score']:.4f} (at 0.5, untuned: {result['cv_score_at_0.5']:.4f}) with threshold "
-          f"{d['threshold']}, min area {d['min_area']}, empty cut {d['empty_cut']}; wrote {exp.tune_json}")
+    print(f"CV mAP {result['cv_score']:.4f} (at 0.5, untuned: {result['cv_score_at_0.5']:.4f}) with "
+          f"{Decision.from_dict(result['decision']).describe()}; wrote {exp.tune_json}")
     if "neighbour_rules" in result:
         print(rules_line(result))
+    if "full_keep" in result:
+        print(full_keep_line(result["full_keep"]))
     print("\n".join(analysis.report_lines(result["analysis"])))
     return result
