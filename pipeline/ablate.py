@@ -20,10 +20,10 @@ import pandas as pd
 
 from .lib import cli
 from .lib.config import load_config
+from .lib.cv import tuned_score
 from .lib.errors import PipelineError
 from .lib.fold_data import FoldInputs
 from .lib.folds import fold_list
-from .lib.cv import tuned_score
 from .lib.paths import WorkLayout
 from .lib.records import untrained_folds
 from .lib.report import markdown_table

@@ -35,24 +35,24 @@ from .lib import paths, rle
 from .lib.batches import training_batches
 from .lib.cli import run_stage
 from .lib.config import load_config
+from .lib.cv import tuned_score
 from .lib.data import load_test, load_train
 from .lib.demo_data import make_demo
 from .lib.distributed import ALONE
 from .lib.errors import PipelineError
 from .lib.fold_data import FoldInputs, Images
+from .lib.folds import make_folds, write_folds
 from .lib.gpu import check_gpus
 from .lib.gpu_check import gpu_check
-from .lib.folds import make_folds, write_folds
-from .lib.cv import tuned_score
 from .lib.inference import InferenceSettings, Predictor
 from .lib.metric import threshold_grid_scores
 from .lib.models import build_model
 from .lib.mosaic import build
 from .lib.paths import CONFIG_DIR, InputLayout, WorkLayout
-from .lib.runtime import Precision, memory_format
-from .lib.store import write_json
 from .lib.probs import to_levels
+from .lib.runtime import Precision, memory_format
 from .lib.step_bench import Step, bench_trainer, measure, sync, table
+from .lib.store import write_json
 
 REAL_TRAIN, REAL_TEST = 3200, 18800
 

@@ -159,6 +159,7 @@ def build_weights(folder: Path, weights: Path, owner: str) -> None:
 def kernel_settings(config_file: str, overrides: list[str], weights: Path | None, internet: bool) -> dict:
     """What the kernel runs: the resolved config (checked here, so a bad one fails now, not on Kaggle)."""
     import yaml
+
     from .lib.config import load_config
     from .lib.start_weights import WEIGHT_PACKAGES
     try:

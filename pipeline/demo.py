@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .lib.demo_data import make_demo
 from .lib.cli import run_stage
+from .lib.demo_data import make_demo
 
 
 def main(argv=None) -> None:

@@ -21,8 +21,8 @@ from .lib.data import load_test
 from .lib.distributed import local_devices, spread, tune_kernels
 from .lib.fold_data import FoldInputs
 from .lib.inference import out_of_fold
-from .lib.records import predict_stage, require_trained
 from .lib.probs import Probs, save_probs, to_levels
+from .lib.records import predict_stage, require_trained
 
 
 class FoldSums:

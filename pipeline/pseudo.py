@@ -19,8 +19,8 @@ from .lib.config import load_config
 from .lib.errors import PipelineError
 from .lib.paths import WorkLayout
 from .lib.postprocess import masks_from_probs, stored_decision
-from .lib.store import atomic_path
 from .lib.probs import Probs, from_levels, load_probs
+from .lib.store import atomic_path
 
 
 def confident(probs: Probs, low: float, high: float, share: float) -> np.ndarray:

@@ -29,14 +29,13 @@ from .lib.data import load_test, load_train
 from .lib.ensembles import is_ensemble, load_ensemble
 from .lib.errors import PipelineError
 from .lib.folds import read_folds
-from .lib.paths import InputLayout, WorkLayout
 from .lib.mosaic import read_mosaics
 from .lib.neighbours import check_rules, decide_test
-from .lib.paths import MOSAIC_PICTURES
+from .lib.paths import MOSAIC_PICTURES, InputLayout, WorkLayout
 from .lib.postprocess import Decision, masks_from_probs, stored_decision
+from .lib.probs import Probs, load_probs, save_probs
 from .lib.records import Stage, ensemble_identity, mosaic_made_from, submit_stage
 from .lib.store import read_json
-from .lib.probs import Probs, load_probs, save_probs
 from .lib.submission import check_ids, sample_ids, write_submission
 from .lib.tuning import run_tune
 

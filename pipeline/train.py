@@ -12,8 +12,8 @@ from __future__ import annotations
 from .lib import cli
 from .lib.config import load_config
 from .lib.distributed import Rank, finish
-from .lib.folds import fold_list
 from .lib.fold_data import FoldInputs
+from .lib.folds import fold_list
 from .lib.records import untrained_folds
 from .lib.training import train_fold
 

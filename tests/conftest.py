@@ -1,3 +1,4 @@
+import os
 import shutil
 from pathlib import Path
 
@@ -8,6 +9,10 @@ from pipeline.lib.demo_data import make_demo
 from pipeline.lib.paths import REPO
 
 SHARED = REPO.parent / "shared" / "tgs-salt"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n N`: each worker (and what it starts) keeps to one thread, so
+    os.environ["OMP_NUM_THREADS"] = "1"   # N workers on N cores never spin OpenMP threads against each other
+    torch.set_num_threads(1)
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/tgs-salt is not present")
 
 

@@ -70,6 +70,7 @@ def test_the_device_warp_reflects_borders_like_opencv_reflect_101(dx, dy):
     """A whole-pixel shift moves border pixels in from outside the image: they must be the ones OpenCV's
     BORDER_REFLECT_101 (the CPU path) brings in, edge pixel not repeated."""
     import cv2
+
     from pipeline.lib.device_batches import reflect_101
     image = np.random.default_rng(1).random((101, 101)).astype(np.float32)
     expected = cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, dy]]), (101, 101), flags=cv2.INTER_LINEAR,

@@ -14,11 +14,12 @@ from pipeline import predict, train
 from pipeline.lib.checkpoints import load_checkpoint
 from pipeline.lib.config import load_config
 from pipeline.lib.distributed import Rank, fold_members, spread
-from pipeline.lib.paths import CONFIG_DIR, REPO
 from pipeline.lib.models import build_model
-from pipeline.lib.store import read_json
+from pipeline.lib.paths import CONFIG_DIR, REPO
 from pipeline.lib.probs import load_probs
+from pipeline.lib.store import read_json
 from tests.tiny_training import TINY, experiment
+
 
 def torchrun(work, demo_input, *extra):
     """`torchrun --nproc_per_node=2 -m pipeline.train --fold all` on the CPU (2 processes, 1 thread each)."""

@@ -8,6 +8,7 @@ from pipeline.lib.fold_data import fold_data
 from pipeline.lib.folds import read_folds
 from pipeline.lib.paths import InputLayout
 
+
 def test_fold_data_drops_blank_images_from_training_only(demo_input, work):
     train_set = load_train(InputLayout(demo_input))
     split = read_folds(work, train_set.ids)["fold"].to_numpy()

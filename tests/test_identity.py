@@ -13,8 +13,8 @@ def test_changes_name_keys_and_values():
 
 
 def test_a_key_added_later_leaves_earlier_folds_up_to_date_until_it_is_used():
-    from pipeline.lib.config import Config
     from pipeline.lib.compat import ADDED_KEYS
+    from pipeline.lib.config import Config
     from pipeline.lib.identity import training_sections
     for section, keys in ADDED_KEYS.items():
         for key, before in keys.items():

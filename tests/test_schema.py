@@ -5,8 +5,11 @@ from pydantic import ValidationError
 from pipeline.lib.schema import Name, Section
 
 
+LOSSES = {"bce": 1, "dice": 2}
+
+
 class Example(Section):
-    loss: Name({"bce": 1, "dice": 2}) = "bce"
+    loss: Name(LOSSES) = "bce"
     epochs: int = 1
 
 

@@ -16,10 +16,9 @@ from pipeline.lib.errors import PipelineError
 from pipeline.lib.fold_data import fold_data
 from pipeline.lib.folds import read_folds
 from pipeline.lib.paths import CONFIG_DIR, InputLayout, WorkLayout
+from pipeline.lib.probs import load_probs
 from pipeline.lib.records import untrained_folds
 from pipeline.lib.store import read_json
-from pipeline.lib.probs import load_probs
-
 from tests.tiny_training import TINY, experiment, inputs_of, tiny
 
 

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from .schema import Section
 
+
 class Augmentation(Section):
     p: float = Field(0.0, ge=0, le=1)
 

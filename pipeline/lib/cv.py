@@ -10,8 +10,8 @@ from .config import Config
 from .fold_data import FoldInputs
 from .inference import out_of_fold
 from .postprocess import masks_from_probs
-from .records import require_trained
 from .probs import Probs
+from .records import require_trained
 from .tuning import search
 
 

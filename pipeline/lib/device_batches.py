@@ -19,7 +19,6 @@ from .dataset import DEPTH_MEAN, DEPTH_STD, GRAY_MEAN, GRAY_STD, row_coordinate
 from .geometry import epoch_input_mode, margins
 
 
-
 def chance(p: float, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=gen) < p
 

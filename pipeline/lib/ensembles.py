@@ -25,7 +25,6 @@ from .errors import PipelineError
 from .paths import checked_name, config_file
 
 
-
 @dataclass(frozen=True)
 class Member:
     config: str  # a shipped config's name or a file (relative to the ensemble's file, else as config_file finds it)

@@ -14,11 +14,11 @@ import torch
 
 from .archives import unpacked
 from .config import load_config
+from .data import load_train
 from .distributed import ALONE
 from .fold_data import FoldInputs, Images
 from .folds import make_folds, write_folds
 from .gpu import check_gpus
-from .data import load_train
 from .paths import InputLayout, WorkLayout
 from .runtime import BF16_CAPABILITY, Precision
 from .step_bench import Step, bench_trainer, sync

@@ -21,8 +21,8 @@ from .config import Config, DataConfig
 from .dataset import SaltDataset, is_blank
 from .distributed import shows_progress
 from .fold_data import FoldInputs
-from .probs import Probs, to_levels
 from .geometry import from_canvas, tta_logits
+from .probs import Probs, to_levels
 from .runtime import Precision, memory_format
 
 

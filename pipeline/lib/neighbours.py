@@ -21,6 +21,7 @@ reaches it (`neighbourhood` refuses a tile that is both known and predicted).
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.ndimage import binary_fill_holes

@@ -7,10 +7,9 @@ experiments/, submissions/). Each can be set by a flag or an environment variabl
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import re
 
 from .compat import LEGACY_FOLDS_NAME
 from .errors import PipelineError

@@ -9,8 +9,8 @@ import numpy as np
 from .errors import PipelineError
 from .metric import binarize
 from .paths import ExperimentLayout
-from .store import read_json
 from .probs import Probs
+from .store import read_json
 
 
 @dataclass(frozen=True)

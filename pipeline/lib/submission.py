@@ -10,8 +10,8 @@ from . import rle
 from .data import read_csv
 from .errors import PipelineError
 from .paths import InputLayout
-from .store import atomic_path
 from .probs import Probs
+from .store import atomic_path
 
 
 def sample_ids(layout: InputLayout) -> list[str]:

@@ -37,12 +37,12 @@ from .metric import mean_score
 from .models import build_model, hold_encoder_batch_norm
 from .paths import InputLayout
 from .postprocess import masks_from_probs
+from .probs import Probs, to_levels
 from .records import write_record
 from .runtime import (Precision, make_optimizer, memory_format, pick_device, rng_state, seed_everything,
                       set_deterministic, set_rng_state)
 from .schedule import Schedule
 from .store import atomic_path
-from .probs import Probs, to_levels
 from .tuning import search, untuned
 
 LOG_COLUMNS = ["epoch", "loss_name", "train_loss", "val_bce", "lr", "score_05", "score_best", "best_threshold",

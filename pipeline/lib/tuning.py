@@ -17,9 +17,9 @@ from .mosaic import Mosaics, read_mosaics
 from .neighbours import RULES, Neighbourhood, apply, neighbourhood
 from .paths import ExperimentLayout, WorkLayout
 from .postprocess import Decision, emptied, masks_from_probs
+from .probs import Probs, load_probs
 from .records import Stage, mosaic_made_from, tune_stage
 from .store import write_text
-from .probs import Probs, load_probs
 
 MIN_GAIN = 1e-4  # a neighbour rule is kept when it raises the out-of-fold mAP by more than this
 
