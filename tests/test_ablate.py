@@ -25,6 +25,7 @@ def test_summary_compares_each_experiment_with_the_first(tmp_path):
     assert "`python -m pipeline.train --config c/scse.yaml --fold 0`" in text
 
 
+@pytest.mark.slow
 def test_ablate_trains_scores_and_writes_the_table(demo_input, tmp_path):
     from pipeline import ablate, folds
     from pipeline.lib.paths import CONFIG_DIR

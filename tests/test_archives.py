@@ -212,6 +212,7 @@ def test_a_cache_folder_without_its_manifest_is_not_used(tmp_path):
     assert sorted(p.name for p in work.unpacked_dir.iterdir()) == sorted([whole.train_dir.name, whole.test_dir.name])
 
 
+@pytest.mark.slow
 def test_two_runs_unpacking_together_leave_every_member(tmp_path):
     """`status` reads without the work folder's lock and unpacks: two at once once left 18 of 20 members."""
     data = tmp_path / "input"

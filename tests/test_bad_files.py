@@ -107,6 +107,7 @@ def stage_on_full_disk(stage: str, demo_input, work, failing: int | None, monkey
     return made
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage, writes", [("folds", 3), ("submit", 4)])
 def test_a_full_disk_at_each_write_of_a_stage_is_one_line_and_keeps_what_was_there(
         demo_input, tmp_path, monkeypatch, capsys, stage, writes):

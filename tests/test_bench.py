@@ -8,6 +8,7 @@ from pipeline.lib.errors import PipelineError
 from pipeline.lib.paths import CONFIG_DIR, InputLayout
 
 
+@pytest.mark.slow
 def test_precisions_are_compared_on_the_trained_folds(demo_input, tmp_path):
     from pipeline import bench, folds, train
     folds.main(["--input", str(demo_input), "--workdir", str(tmp_path), "--n-folds", "2"])
@@ -36,6 +37,7 @@ def tiny_config(tmp_path, extra: str = ""):
     return tiny
 
 
+@pytest.mark.slow
 def test_the_training_step_benchmark_times_and_profiles_each_phase(demo_input, tmp_path, capsys):
     """`bench --train-step`: the real Trainer step of each loss phase, images/s and where the time goes."""
     from pipeline import bench
@@ -168,6 +170,7 @@ def test_progressive_resizing_is_checked_whole(tmp_path, overrides, message):
         load_config(tiny_config(tmp_path), overrides, encoder=False)
 
 
+@pytest.mark.slow
 def test_the_gpu_check_runs_its_parts_within_the_budget_on_a_cpu(demo_input, tmp_path, capsys):
     """`bench --gpu-check` with tiny settings on generated data: the device, the training step, fold 0 per epoch."""
     from pipeline import bench

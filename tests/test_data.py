@@ -173,6 +173,7 @@ def test_bad_input_is_one_line_and_writes_nothing(own_demo, tmp_path, capsys, da
     assert not (work / "folds").exists() or not any((work / "folds").iterdir())
 
 
+@pytest.mark.slow
 def test_command_line_exit_code_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipeline.folds", "--input", "/no/such/dir",
                              "--workdir", str(tmp_path)], cwd=REPO, capture_output=True, text=True)

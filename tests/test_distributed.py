@@ -30,6 +30,7 @@ def torchrun(work, demo_input, *extra):
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_share_the_folds(demo_input, work):
     result = torchrun(work, demo_input, "train.epochs=1")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -38,6 +39,7 @@ def test_torchrun_ranks_share_the_folds(demo_input, work):
     assert all(exp.done_marker(fold).exists() for fold in range(3))
 
 
+@pytest.mark.slow
 def test_torchrun_trains_one_fold_with_ddp_when_processes_outnumber_folds(demo_input, work):
     result = torchrun(work, demo_input, "train.epochs=2", "--fold", "1")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -57,6 +59,7 @@ def test_processes_beyond_the_folds_join_a_fold_group(world, folds, expected):
     assert fold_members(world, folds) == expected
 
 
+@pytest.mark.slow
 def test_a_failed_rank_stops_the_job(demo_input, work):
     exp = experiment(work, ["train.epochs=2"])
     exp.fold_dir(1).mkdir(parents=True)
@@ -108,6 +111,7 @@ def test_spread_deals_items_over_devices_in_threads_and_keeps_their_order():
     assert len({thread for *_, thread in seen}) == 2
 
 
+@pytest.mark.slow
 def test_predict_over_two_devices_equals_one(demo_input, work, monkeypatch):
     extra = ["train.epochs=1"]
     train.main(["--config", str(CONFIG_DIR / "demo.yaml"), "--fold", "all", "--input", str(demo_input),

@@ -58,6 +58,7 @@ def run_sh(config, data, work):
                            "--workdir", str(work)], capture_output=True, text=True, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_run_sh_trains_each_member_then_averages_tunes_and_submits_the_ensemble(tmp_path):
     make_demo(tmp_path / "input", n_train=50, n_test=20, seed=3)
     work = tmp_path / "work"

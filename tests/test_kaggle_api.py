@@ -20,6 +20,8 @@ from pipeline.lib.store import write_json  # noqa: E402
 from tests.kaggle_standin import BASE, ENVIRONMENT, Server  # noqa: E402
 from tests.test_submit import fake_test_probs  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the real kaggle client against the stand-in, a process per call
+
 
 @pytest.fixture
 def kaggle(tmp_path, monkeypatch):

@@ -31,6 +31,8 @@ from pipeline.lib import rle
 from pipeline.lib.demo_data import make_demo
 from pipeline.lib.requirements import canonical
 
+pytestmark = pytest.mark.slow  # the kernel rehearsal
+
 TINY = ["model.decoder_channels=[16,16,8,8,8]", "train.epochs=1", "train.batch_size=8", "predict.batch_size=32"]
 IMAGE = [name for name in bundle.IMAGE if name != "opencv-python"]  # one OpenCV (the image's headless one)
 

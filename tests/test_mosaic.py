@@ -112,6 +112,7 @@ def test_group_folds_stay_stratified_by_coverage():
 
 
 @needs_shared
+@pytest.mark.slow
 def test_the_competition_tiles_make_mosaics_like_the_top_teams(tmp_path):
     from pipeline.lib.data import load_test, load_train
     from pipeline.lib.paths import InputLayout

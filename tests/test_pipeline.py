@@ -4,11 +4,14 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from pipeline.lib import rle
 from pipeline.lib.config import load_config
 from pipeline.lib.demo_data import make_demo
 from pipeline.lib.paths import REPO
+
+pytestmark = pytest.mark.slow  # end to end
 
 TINY = ["model.decoder_channels=[16,16,8,8,8]", "train.epochs=1", "train.batch_size=8", "predict.batch_size=32"]
 

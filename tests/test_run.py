@@ -99,6 +99,7 @@ def wait_for(predicate, seconds: float):
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc (Linux)")
 def test_a_killed_run_takes_its_stages_with_it_and_frees_the_work_folder(tmp_path):
     """`kill -9` of pipeline.run while a fold trains: within a second no stage of it is alive, and the next
@@ -119,6 +120,7 @@ def test_a_killed_run_takes_its_stages_with_it_and_frees_the_work_folder(tmp_pat
     assert second.returncode == 0, second.stderr
 
 
+@pytest.mark.slow
 def test_a_stage_whose_run_has_ended_does_not_go_on_unlocked(tmp_path, demo_input):
     """A stage started under a run's lock (the environment says so) checks that the lock is still held."""
     env = {**os.environ, "TGS_LOCKED_WORKDIR": str(tmp_path.resolve())}

@@ -100,6 +100,7 @@ def main(argv):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU cannot flush subnormals")
 @pytest.mark.parametrize("run, flushed", [("run_stage(main)", True), ("main(None)", False)])
 def test_stages_count_subnormals_as_zero_on_every_thread(run, flushed):

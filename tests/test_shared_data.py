@@ -1,6 +1,7 @@
 """Checks on the real competition data; skipped where ../shared/tgs-salt is absent."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline.lib import rle
 from pipeline.lib.data import load_train
@@ -8,6 +9,8 @@ from pipeline.lib.folds import make_folds
 from pipeline.lib.paths import InputLayout, WorkLayout
 
 from .conftest import SHARED, needs_shared
+
+pytestmark = pytest.mark.slow  # the real data
 
 
 @needs_shared

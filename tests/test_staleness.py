@@ -13,6 +13,8 @@ from pipeline.lib.errors import PipelineError
 from pipeline.lib.paths import WorkLayout
 from tests.tiny_run import DEMO, name, stages
 
+pytestmark = pytest.mark.slow  # a tiny run of every stage, copied per test
+
 
 def test_a_rerun_is_up_to_date_everywhere(copy, capsys):
     stages(copy / "input", copy / "work")

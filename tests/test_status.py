@@ -10,6 +10,7 @@ from pipeline.lib.paths import REPO, WorkLayout
 from tests.tiny_run import DEMO, TINY, name
 
 
+@pytest.mark.slow
 def test_status_names_each_stage(copy, capsys):
     from pipeline import status
     status.main(["--config", DEMO, "--input", str(copy / "input"), "--workdir", str(copy / "work"), *TINY])

@@ -37,6 +37,7 @@ def can_mount() -> bool:
         ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not can_mount(), reason="a small disk needs `unshare -m` and mount (root)")
 def test_a_checkpoint_on_a_really_full_disk_is_one_line(tmp_path):
     """torch.save says a full disk as a RuntimeError ("unexpected pos"): still the no-space line."""

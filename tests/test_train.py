@@ -21,6 +21,8 @@ from pipeline.lib.records import untrained_folds
 from pipeline.lib.store import read_json
 from tests.tiny_training import TINY, experiment, inputs_of, tiny
 
+pytestmark = pytest.mark.slow  # real training runs, a few seconds each
+
 
 def run(demo_input, work, extra=(), resume=False, force=False):
     """Fold 0 as the train stage takes it: None when it is up to date (skipped), else its best score."""

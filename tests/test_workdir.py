@@ -11,6 +11,7 @@ from pipeline.lib.paths import REPO, WorkLayout
 from tests.tiny_run import DEMO, TINY, name
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_workdir_exits_naming_the_holder(copy):
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, sys.argv[1]); from pipeline.lib.lock import lock_workdir; "
@@ -32,6 +33,7 @@ def test_a_second_run_on_the_same_workdir_exits_naming_the_holder(copy):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_demo_generation_is_safe_when_run_twice_at_once(tmp_path):
     command = [sys.executable, "-m", "pipeline.demo", "--out", str(tmp_path / "demo"), "--n-train", "30",
                "--n-test", "10"]
@@ -41,6 +43,7 @@ def test_demo_generation_is_safe_when_run_twice_at_once(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no temporary folder left
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_workdir_is_one_clean_line(copy):
     work = copy / "ro"
@@ -63,6 +66,7 @@ def test_a_read_only_workdir_error_is_one_line(monkeypatch, capsys):
     assert exit_.value.code == 2 and err.count("\n") == 1 and "cannot write /ro/folds/folds.csv" in err
 
 
+@pytest.mark.slow
 def test_outputs_follow_the_umask(copy):
     work = WorkLayout(copy / "work", n_folds=3)  # demo.yaml's split
     for path in [work.folds_csv, work.experiment(name()).tune_json, work.experiment(name()).best_checkpoint(0),

@@ -183,7 +183,7 @@ class TuneConfig(Section):
     empty_cuts: list[Optional[float]] = Field([None, 0.3, 0.4, 0.5, 0.6, 0.7], min_length=1)
     # fractions of the image a mask must cover to be kept when the head's cut would empty it (null: never);
     # kept only when it raises the out-of-fold mAP above noise on at least rules_min_images images
-    full_keeps: list[Optional[float]] = Field([None, 0.5, 0.7, 0.8, 0.9, 0.95], min_length=1)
+    full_keeps: list[Optional[float]] = Field([None, 0.9, 0.95], min_length=1)
     # neighbour rules tune tries on the mosaic (mosaic/mosaic.csv), keeping those that raise the CV; [] for none
     neighbour_rules: list[Name(NEIGHBOUR_RULES)] = list(NEIGHBOUR_RULES)
     rules_min_images: int = Field(10, ge=1)  # a rule is kept only if it changes at least this many images
