@@ -31,7 +31,6 @@ from pipeline.lib import rle
 from pipeline.lib.demo_data import make_demo
 from pipeline.lib.requirements import canonical
 
-pytestmark = pytest.mark.slow  # the kernel rehearsal
 
 TINY = ["model.decoder_channels=[16,16,8,8,8]", "train.epochs=1", "train.batch_size=8", "predict.batch_size=32"]
 IMAGE = [name for name in bundle.IMAGE if name != "opencv-python"]  # one OpenCV (the image's headless one)
@@ -49,7 +48,8 @@ def can_unshare() -> bool:
     return shutil.which("unshare") is not None and subprocess.run(["unshare", "-mn", "true"]).returncode == 0
 
 
-pytestmark = [pytest.mark.skipif(not online(), reason="building the wheels folder needs PyPI"),
+pytestmark = [pytest.mark.slow,  # the kernel rehearsal
+              pytest.mark.skipif(not online(), reason="building the wheels folder needs PyPI"),
               pytest.mark.skipif(not can_unshare(), reason="`unshare -mn` is not allowed here")]
 
 
