@@ -40,9 +40,9 @@ def weight_grid(members: int) -> list[tuple[float, ...]]:
 
 def best_weights(probs: list[Probs], ids, truth: np.ndarray) -> tuple[float, ...]:
     """The grid's weighting whose combined maps of `ids` score best against `truth` (rows aligned)."""
-    scores = [threshold_grid_scores(combined(probs, ids, w).levels, truth, THRESHOLDS).max()
-              for w in weight_grid(len(probs))]
-    return weight_grid(len(probs))[int(np.argmax(scores))]
+    grid, parts = weight_grid(len(probs)), [p.subset(ids) for p in probs]  # aligned once, not per weighting
+    scores = [threshold_grid_scores(combined(parts, ids, w).levels, truth, THRESHOLDS).max() for w in grid]
+    return grid[int(np.argmax(scores))]
 
 
 def tuned_weights(oof: dict[int, list[Probs]], fold_ids: dict[int, list[str]],

@@ -84,7 +84,7 @@ def full_keep_trial(probs: Probs, truth, without: Decision, full: Decision, gain
 def full_keep_by_fold(probs: Probs, truth, split, decision: Decision, trial: dict) -> dict:
     """The full-keep trial with its gain per fold (the fold means of the per-image score differences)."""
     full = Decision.from_dict(trial["decision"])
-    without = replace(decision, full_keep=None) if decision.full_keep is not None else decision
+    without = replace(decision, full_keep=None)
     diff = image_scores(truth, masks_from_probs(probs, full)) - image_scores(truth, masks_from_probs(probs, without))
     return {**trial, "fold_gains": {int(f): round(float(diff[split == f].mean()), 5) for f in np.unique(split)}}
 
