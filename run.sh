@@ -3,7 +3,7 @@
 # pipeline.run` (the same as the installed command `tgs-salt run`, or `pipeline.run.run([...])` in a notebook).
 #
 #   bash run.sh --demo                          # generated demo data, tiny model, a few minutes on a CPU
-#   bash run.sh [--config FILE] [--input DIR]   # default: default.yaml (GPU) or ensembles/cpu-seeds.yaml (no GPU)
+#   bash run.sh [--config FILE] [--input DIR]   # default: default.yaml (GPU) or cpu-long.yaml (no GPU)
 #                                               # (no data in input/ and no --input: the demo)
 #   options: --workdir DIR   where folds/, experiments/, submissions/ go (default: the repo; $TGS_WORKDIR)
 #            --only STAGE    run just one stage          --from STAGE   start at a stage

@@ -5,7 +5,7 @@
     tgs-salt run ...                                    # the same, as the installed command
     from pipeline.run import run; run(["--demo"])       # from a notebook cell (returns the exit status)
 
-Default config: default.yaml (GPU recipe) with a GPU, ensembles/cpu-seeds.yaml (cpu.yaml from two seeds)
+Default config: default.yaml (GPU recipe) with a GPU, cpu-long.yaml (cpu.yaml trained twice as long)
 without; no data in input/ and no --input: the demo on generated data. Each stage says whether its outputs are
 up to date, stale (and what changed) or missing, and redoes only what is not up to date; training resumes
 interrupted folds and never reuses folds trained otherwise. Overrides after `--` that change training make a
@@ -153,7 +153,7 @@ def choose_workdir(args: argparse.Namespace, kernel: bool, demo: bool) -> Path:
 
 
 # the best 5-fold CV within twice cpu.yaml's wall time on 2 cores (docs/results.md, session of 2026-12-07)
-CPU_RECIPE = "ensembles/cpu-seeds"
+CPU_RECIPE = "cpu-long"
 
 
 def choose_config(args: argparse.Namespace, demo: bool, gpus: int) -> str:
@@ -166,8 +166,8 @@ def choose_config(args: argparse.Namespace, demo: bool, gpus: int) -> str:
                                 f"{', '.join(sorted(p.stem for p in paths.CONFIG_DIR.glob('*.yaml')))}")
         return str(found)
     name, why = (("default", f"{gpus} GPU(s): the GPU recipe") if gpus else
-                 (CPU_RECIPE, "no GPU: the CPU recipe, cpu.yaml from two seeds averaged (--config cpu for one, "
-                              "--config default for the GPU one)"))
+                 (CPU_RECIPE, "no GPU: the CPU recipe, cpu.yaml trained twice as long (--config cpu for the "
+                              "short one, --config default for the GPU one)"))
     print(f"no --config given; {why}, {paths.CONFIG_DIR / (name + '.yaml')}")
     return str(paths.CONFIG_DIR / f"{name}.yaml")
 

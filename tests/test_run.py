@@ -10,6 +10,7 @@ import pytest
 
 from pipeline import command, run
 from pipeline.lib import paths
+from pipeline.lib.config import load_config
 
 
 def test_overrides_come_after_the_separator_or_bare():
@@ -53,6 +54,14 @@ def test_a_shipped_config_is_found_by_name_from_any_folder(tmp_path, monkeypatch
     assert paths.config_file("ablations/scse.yaml") == paths.CONFIG_DIR / "ablations" / "scse.yaml"
     (tmp_path / "cpu.yaml").write_text("base: x")
     assert paths.config_file("cpu.yaml") == tmp_path.joinpath("cpu.yaml").relative_to(tmp_path)  # a user's own wins
+
+
+@pytest.mark.parametrize("gpus, recipe", [(0, "cpu-long.yaml"), (2, "default.yaml")])
+def test_without_a_config_the_hardware_picks_a_shipped_recipe(gpus, recipe, capsys):
+    chosen = run.choose_config(run.parse([]), demo=False, gpus=gpus)
+    assert Path(chosen) == paths.CONFIG_DIR / recipe and recipe in capsys.readouterr().out
+    train = load_config(chosen, encoder=False).train  # the recipe loads and passes every check
+    assert gpus or (train.epochs, train.switch_epoch) == (28, 16)
 
 
 def test_the_command_names_its_commands(capsys):
