@@ -11,8 +11,8 @@ up to date, stale (and what changed) or missing, and redoes only what is not up 
 interrupted folds and never reuses folds trained otherwise. Overrides after `--` that change training make a
 new experiment, <config>-<digest>. In a Kaggle kernel (/kaggle/working exists, or --kaggle): the submission is
 also /kaggle/working/submission.csv, and the resume checkpoints (last.pt) of finished folds are removed unless
---keep-last. Standard library only at the top: it installs what is missing (pipeline.deps) before any stage
-runs.
+--keep-last. Standard library only at the top: it installs what is missing (pipeline.deps) before any
+stage runs.
 """
 from __future__ import annotations
 
