@@ -61,7 +61,7 @@ def test_without_a_config_the_hardware_picks_a_shipped_recipe(gpus, recipe, caps
     chosen = run.choose_config(run.parse([]), demo=False, gpus=gpus)
     assert Path(chosen) == paths.CONFIG_DIR / recipe and recipe in capsys.readouterr().out
     train = load_config(chosen, encoder=False).train  # the recipe loads and passes every check
-    assert gpus or (train.epochs, train.switch_epoch) == (28, 16)
+    assert gpus or (train.epochs, train.switch_epoch) == (28, 8)
 
 
 def test_the_command_names_its_commands(capsys):
