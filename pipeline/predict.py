@@ -22,7 +22,7 @@ from .lib.distributed import local_devices, spread, tune_kernels
 from .lib.fold_data import FoldInputs
 from .lib.inference import out_of_fold
 from .lib.probs import Probs, save_probs, to_levels
-from .lib.records import predict_stage, require_trained
+from .lib.records import predict_stage
 
 
 class FoldSums:
@@ -41,7 +41,7 @@ def predict(config, layout, work, force: bool = False) -> None:
     exp = work.experiment(config.name)
     inputs, test = FoldInputs.load(layout, work), load_test(layout, work)
     folds = inputs.folds
-    require_trained(exp, folds, inputs.identity(config))  # before anything is predicted
+    inputs.require_trained(config)  # before anything is predicted
     stage = predict_stage(config, exp, folds, inputs.train.digest, test.digest, inputs.split_digest)
     if not stage.begin(force):
         return

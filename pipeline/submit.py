@@ -27,6 +27,7 @@ from .lib.blend import combined, tuned_weights
 from .lib.config import load_config
 from .lib.data import load_test, load_train
 from .lib.ensembles import is_ensemble, load_ensemble
+from .lib.fold_data import FoldInputs
 from .lib.errors import PipelineError
 from .lib.folds import read_folds
 from .lib.mosaic import read_mosaics
@@ -142,7 +143,10 @@ def main(argv=None) -> None:
         members = load_ensemble(args.config)
         name = ensemble(layout, work, members.member_names(), members.name, args.force, members.combine)
     elif args.config:
-        name = load_config(args.config, args.overrides, encoder=False).name
+        config = load_config(args.config, args.overrides, encoder=False)
+        split = replace(work, n_folds=config.data.n_folds, split=config.data.split)
+        FoldInputs.load(layout, split).require_trained(config)  # a changed config never submits the old models
+        name = config.name
     else:
         name = names[0] if len(names) == 1 else ensemble(layout, work, names, "+".join(names), args.force)
     decision = stored_decision(work.experiment(name))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .lib import cli
 from .lib.config import load_config
+from .lib.fold_data import FoldInputs
 from .lib.tuning import run_tune
 
 
@@ -21,6 +22,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     config = load_config(args.config, args.overrides, encoder=False)
     layout, work = cli.layouts(args, n_folds=config.data.n_folds, split=config.data.split)
+    FoldInputs.load(layout, work).require_trained(config)  # predictions of folds since retrained otherwise: not reused
     run_tune(config.name, config.tune, layout, work, args.force)
 
 

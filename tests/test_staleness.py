@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import folds, train
+from pipeline import folds, status, submit, train, tune
 from pipeline.lib import rle
 from pipeline.lib.errors import PipelineError
 from pipeline.lib.paths import WorkLayout
@@ -34,16 +34,22 @@ def test_training_overrides_make_a_new_experiment_and_predict_overrides_redo_pre
     assert "predict: stale: predict.tta hflip -> none" in out and "tune: stale: predictions" in out
 
 
-def test_an_edited_config_file_stops_training_with_what_changed(copy):
-    """The tiny run's folds, as experiment 'demo'; then demo.yaml is edited (lr) and trained again."""
+def test_an_edited_config_file_stops_every_stage_with_what_changed(copy, capsys):
+    """The tiny run's folds, as experiment 'demo'; then demo.yaml is edited (lr): training stops, and so do
+    tune and submit, whose records (made from the old folds' predictions) still look up to date by themselves."""
     work = copy / "work"
     shutil.copytree(work / "experiments" / name(), work / "experiments" / "demo")
     edited = copy / "demo.yaml"
     edited.write_text(f"base: {DEMO}\nmodel:\n  decoder_channels: [16, 16, 8, 8, 8]\ntrain:\n  epochs: 1\n"
                       "  batch_size: 8\n  lr: 0.02\n")
-    with pytest.raises(PipelineError, match=r"fold 0 of 'demo' was trained with other inputs \(train.lr 0.003 -> "
-                                            r"0.02\); retrain it with --force, or give the changed config a new"):
-        train.main(["--config", str(edited), "--fold", "all", "--input", str(copy / "input"), "--workdir", str(work)])
+    io = ["--config", str(edited), "--input", str(copy / "input"), "--workdir", str(work)]
+    for stage, args in ((train, ["--fold", "all"]), (tune, []), (submit, [])):
+        with pytest.raises(PipelineError, match=r"fold 0 of 'demo' was trained with other inputs \(train.lr 0.003 "
+                                                r"-> 0.02\); retrain it with --force, or give the changed config a"):
+            stage.main(io + args)
+    status.main(io)
+    out = capsys.readouterr().out
+    assert "train: stale" in out and "predict: stale: train is stale" in out and "tune: stale: train is stale" in out
 
 
 def test_resplitting_makes_trained_folds_stale_and_never_leaks(copy):

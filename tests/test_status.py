@@ -46,3 +46,12 @@ def test_run_sh_asks_status_to_check_the_encoder_too(tmp_path, capsys):
         status.main(["--config", DEMO, "--check-encoder", "--name", "model.encoder=resnet35"])
     status.main(["--config", DEMO, "--name", "model.encoder=resnet35"])  # alone, status builds no model
     assert capsys.readouterr().out.startswith("demo-")
+
+
+def test_a_stage_after_one_not_up_to_date_is_never_up_to_date():
+    from pipeline.lib.records import after_upstream
+    ok, untrained = ("up to date", []), ("missing", ["fold(s) 1 not trained"])
+    assert after_upstream({"train": untrained, "predict": ok, "tune": ("stale", ["config"]), "submit": ok}) == {
+        "train": untrained, "predict": ("stale", ["train is missing"]), "tune": ("stale", ["config"]),
+        "submit": ("stale", ["train is missing"])}
+    assert after_upstream({"train": ok, "predict": ok}) == {"train": ok, "predict": ok}

@@ -14,7 +14,7 @@ from .errors import PipelineError
 from .folds import read_folds, split_digest
 from .identity import digest, training_sections
 from .paths import ExperimentLayout, InputLayout, WorkLayout
-from .records import fold_identity
+from .records import fold_identity, require_trained
 
 
 @dataclass
@@ -78,6 +78,11 @@ class FoldInputs:
         if key not in self.identities:
             self.identities[key] = fold_identity(config, self.work, self.train.digest, self.split_digest)
         return self.identities[key]
+
+    def require_trained(self, config) -> None:
+        """Every fold of `config` trained on these inputs, or one line naming the first that is not (or what
+        changed): what predict checks before predicting, and tune and submit before reusing predictions."""
+        require_trained(self.work.experiment(config.name), self.folds, self.identity(config))
 
     def fold_data(self, fold: int, drop_blank: bool, pseudo: "Images | None" = None) -> "FoldData":
         return fold_data(self.train, self.split, fold, drop_blank, pseudo)

@@ -213,7 +213,18 @@ def experiment_states(config, inputs, test_digest: str, decision, sample_ids: li
                   tune_stage(exp, config.tune, work.mosaic_json),
                   submit_stage(exp, decision, sample_ids, work.submission_csv(config.name), work.mosaic_json)):
         states[stage.name] = stage.state()
-    return states
+    return after_upstream(states)
+
+
+def after_upstream(states: dict[str, tuple[str, list[str]]]) -> dict[str, tuple[str, list[str]]]:
+    """Stages in order: one up to date by its own record is stale when a stage before it is not (its record
+    still names the outputs that stage is about to redo, e.g. predictions of folds trained otherwise)."""
+    first = next(((stage, word) for stage, (word, _) in states.items() if word != "up to date"), None)
+    if first is None:
+        return states
+    later = list(states)[list(states).index(first[0]) + 1:]
+    return {stage: ("stale", [f"{first[0]} is {first[1]}"]) if stage in later and word == "up to date" else
+            (word, changed) for stage, (word, changed) in states.items()}
 
 
 def ensemble_states(exp: ExperimentLayout, members: list[ExperimentLayout], tune_section, decision,
